@@ -1,0 +1,33 @@
+//! `minitrue`: the single binary. Today it carries the storage benchmarks; the node
+//! (`serve`) and the sensor publisher (`publish`) join it as their issues land.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "minitrue", version, about = "MiniTrue: a distributed time-series database for IoT sensor networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmarks that print ratios against a reference measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench { which } => bench::run(which),
+    }
+}

@@ -1,0 +1,570 @@
+//! Reading points back: from the active and frozen memtables and from data files, with time
+//! and series pruning, deletes applied, and one point per `(series, time)` where several
+//! sources hold the same series over the same time (the newest source wins).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use minitrue_common::{SeriesKey, TimeRange};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+
+use crate::error::{Result, StorageError};
+use crate::file_format::{readings_schema, to_readings_batch, DataFile};
+use crate::manifest::Tombstone;
+use crate::memtable::{Memtable, SeriesPoints};
+use crate::object_reader::ObjectFileReader;
+
+/// Which series a scan reads. Conditions combine with AND; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesFilter {
+    pub device_ids: Option<Vec<String>>,
+    pub metrics: Option<Vec<String>>,
+}
+
+impl SeriesFilter {
+    pub fn all() -> Self {
+        SeriesFilter::default()
+    }
+
+    pub fn series(device_id: &str, metric: &str) -> Self {
+        SeriesFilter { device_ids: Some(vec![device_id.to_string()]), metrics: Some(vec![metric.to_string()]) }
+    }
+
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        let device_ok = self.device_ids.as_ref().is_none_or(|ids| ids.iter().any(|d| d == key.device_id()));
+        let metric_ok = self.metrics.as_ref().is_none_or(|ms| ms.iter().any(|m| m == key.metric()));
+        device_ok && metric_ok
+    }
+}
+
+/// A scan: which series, which time range, which columns of [`readings_schema`].
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub series: SeriesFilter,
+    pub time: TimeRange,
+    /// Column indices into [`readings_schema`]; `None` = all four.
+    pub projection: Option<Vec<usize>>,
+    /// Target rows per batch.
+    pub batch_rows: usize,
+}
+
+impl ScanRequest {
+    pub fn new(series: SeriesFilter, time: TimeRange) -> Self {
+        ScanRequest { series, time, projection: None, batch_rows: 8192 }
+    }
+}
+
+/// A stream of record batches in [`readings_schema`] (or its projection). Rows are in no
+/// particular order across series; within one source, a series' rows are in time order.
+pub type BatchStream = BoxStream<'static, Result<RecordBatch>>;
+
+/// One place points can come from, with the WAL position its contents reach.
+#[derive(Clone)]
+pub(crate) enum Source {
+    File(Arc<DataFile>),
+    /// A memtable generation; `through_lsn` is `u64::MAX` for the active one (deletes are
+    /// applied to it physically, so no tombstone applies to it).
+    Memtable { table: Arc<Memtable>, through_lsn: u64 },
+}
+
+impl Source {
+    fn through_lsn(&self) -> u64 {
+        match self {
+            Source::File(file) => file.meta.lsn.max,
+            Source::Memtable { through_lsn, .. } => *through_lsn,
+        }
+    }
+}
+
+/// An immutable set of sources, ordered oldest first, with the tombstones that apply.
+#[derive(Clone)]
+pub(crate) struct SourceSet {
+    pub sources: Vec<Source>,
+    pub tombstones: Arc<Vec<Tombstone>>,
+}
+
+/// Where one series lives in one source.
+#[derive(Clone, Copy)]
+struct Placement {
+    source: usize,
+    time: TimeRange,
+    /// Row range in the file (files only).
+    rows: (u64, u64),
+}
+
+/// The plan: every matching series with the sources holding it in the requested range.
+struct ScanPlan {
+    series: Vec<(SeriesKey, Vec<Placement>)>,
+}
+
+impl SourceSet {
+    fn plan(&self, filter: &SeriesFilter, time: TimeRange) -> ScanPlan {
+        let mut by_series: HashMap<SeriesKey, Vec<Placement>> = HashMap::new();
+        for (source_index, source) in self.sources.iter().enumerate() {
+            match source {
+                Source::File(file) => {
+                    if !file.meta.time.overlaps(&time) {
+                        continue;
+                    }
+                    for (key, stats) in file.index.iter() {
+                        if stats.time.overlaps(&time) && filter.matches(key) {
+                            by_series.entry(key.clone()).or_default().push(Placement {
+                                source: source_index,
+                                time: stats.time,
+                                rows: (stats.row_start, stats.rows),
+                            });
+                        }
+                    }
+                }
+                Source::Memtable { table, .. } => {
+                    for (key, range) in table.series_matching(time, |key| filter.matches(key)) {
+                        by_series.entry(key).or_default().push(Placement { source: source_index, time: range, rows: (0, 0) });
+                    }
+                }
+            }
+        }
+        let mut series: Vec<(SeriesKey, Vec<Placement>)> = by_series.into_iter().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        ScanPlan { series }
+    }
+
+    /// Tombstones that hide points of `key` in source `source` (those written after it).
+    fn tombstones_for(&self, source: usize, key: &SeriesKey) -> Vec<TimeRange> {
+        let through = self.sources[source].through_lsn();
+        self.tombstones
+            .iter()
+            .filter(|t| t.lsn > through && t.delete.matches_series(key))
+            .map(|t| t.delete.time)
+            .collect()
+    }
+
+    /// Runs a scan as a stream (a producer task feeding a small channel, so memory stays
+    /// bounded and dropping the stream stops the work).
+    pub fn scan(&self, store: Arc<dyn ObjectStore>, request: ScanRequest) -> Result<BatchStream> {
+        if let Some(projection) = &request.projection {
+            if let Some(bad) = projection.iter().find(|&&i| i >= 4) {
+                return Err(StorageError::InvalidRequest { reason: format!("no column {bad} in readings") });
+            }
+        }
+        let set = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+        let failure_tx = tx.clone();
+        let producer = tokio::spawn(async move {
+            let mut sink = BatchSink { tx, projection: request.projection.clone(), open: true };
+            if let Err(error) = set.produce(&store, &request, &mut sink).await {
+                sink.send(Err(error)).await;
+            }
+        });
+        // A panic in the producer must reach the reader as an error, not as a short result.
+        tokio::spawn(async move {
+            if let Err(join_error) = producer.await {
+                let _ = failure_tx.send(Err(StorageError::Task(format!("scan failed: {join_error}")))).await;
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        Ok(stream.boxed())
+    }
+
+    async fn produce(&self, store: &Arc<dyn ObjectStore>, request: &ScanRequest, sink: &mut BatchSink) -> Result<()> {
+        let plan = self.plan(&request.series, request.time);
+        let time = request.time;
+        let batch_rows = request.batch_rows.max(1);
+        // Series held by one source only, or by sources whose time ranges don't meet, are read
+        // straight from each source; the rest are merged point by point.
+        let mut direct_file_rows: Vec<Vec<(SeriesKey, (u64, u64))>> = vec![Vec::new(); self.sources.len()];
+        let mut direct_memtable: Vec<Vec<SeriesKey>> = vec![Vec::new(); self.sources.len()];
+        let mut merged: Vec<(SeriesKey, Vec<Placement>)> = Vec::new();
+        for (key, placements) in plan.series {
+            if needs_merge(&placements, time) {
+                merged.push((key, placements));
+                continue;
+            }
+            for placement in placements {
+                match &self.sources[placement.source] {
+                    Source::File(_) => direct_file_rows[placement.source].push((key.clone(), placement.rows)),
+                    Source::Memtable { .. } => direct_memtable[placement.source].push(key.clone()),
+                }
+            }
+        }
+
+        let mut builder = BatchBuilder::default();
+        for (source_index, source) in self.sources.iter().enumerate() {
+            if !sink.open {
+                return Ok(());
+            }
+            match source {
+                Source::File(file) => {
+                    let wanted = &direct_file_rows[source_index];
+                    if wanted.is_empty() {
+                        continue;
+                    }
+                    let tombstones: HashMap<&SeriesKey, Vec<TimeRange>> = wanted
+                        .iter()
+                        .map(|(key, _)| (key, self.tombstones_for(source_index, key)))
+                        .filter(|(_, t)| !t.is_empty())
+                        .collect();
+                    let ranges: Vec<(u64, u64)> = wanted.iter().map(|(_, rows)| *rows).collect();
+                    let mut batches = read_file_rows(store, file, &ranges, batch_rows).await?;
+                    while let Some(batch) = batches.try_next().await? {
+                        if let Some(batch) = filter_batch(&batch, time, &tombstones)? {
+                            sink.send(Ok(batch)).await;
+                        }
+                    }
+                }
+                Source::Memtable { table, .. } => {
+                    for key in &direct_memtable[source_index] {
+                        let mut points = table.read_series(key, time)?;
+                        apply_tombstones(&mut points, &self.tombstones_for(source_index, key));
+                        builder.push(key, &points);
+                        if builder.rows() >= batch_rows {
+                            sink.send(builder.take()).await;
+                        }
+                    }
+                }
+            }
+        }
+        for (key, placements) in merged {
+            if !sink.open {
+                return Ok(());
+            }
+            let points = self.merged_series_points(store, &key, &placements, time).await?;
+            builder.push(&key, &points);
+            if builder.rows() >= batch_rows {
+                sink.send(builder.take()).await;
+            }
+        }
+        if builder.rows() > 0 {
+            sink.send(builder.take()).await;
+        }
+        Ok(())
+    }
+
+    /// All points of one series across its sources, newest source winning per timestamp.
+    async fn merged_series_points(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        key: &SeriesKey,
+        placements: &[Placement],
+        time: TimeRange,
+    ) -> Result<SeriesPoints> {
+        let mut all = SeriesPoints::default();
+        // Placements are in source order, oldest first: later pushes win in sort_keep_last.
+        for placement in placements {
+            let mut points = match &self.sources[placement.source] {
+                Source::File(file) => read_file_series(store, file, placement.rows, time).await?,
+                Source::Memtable { table, .. } => table.read_series(key, time)?,
+            };
+            apply_tombstones(&mut points, &self.tombstones_for(placement.source, key));
+            all.times.extend_from_slice(&points.times);
+            all.values.extend_from_slice(&points.values);
+        }
+        all.sort_keep_last();
+        Ok(all)
+    }
+
+    /// The points of one series from every source (used by compaction and catalog repair).
+    pub async fn series_points(&self, store: &Arc<dyn ObjectStore>, key: &SeriesKey, time: TimeRange) -> Result<SeriesPoints> {
+        let filter = SeriesFilter::series(key.device_id(), key.metric());
+        let plan = self.plan(&filter, time);
+        match plan.series.into_iter().find(|(k, _)| k == key) {
+            Some((_, placements)) => self.merged_series_points(store, key, &placements, time).await,
+            None => Ok(SeriesPoints::default()),
+        }
+    }
+
+    /// Points of many series (sorted keys), reading each file once: for compaction.
+    pub async fn many_series_points(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        keys: &[SeriesKey],
+    ) -> Result<HashMap<SeriesKey, SeriesPoints>> {
+        let wanted: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
+        let mut per_source: Vec<HashMap<SeriesKey, SeriesPoints>> = Vec::with_capacity(self.sources.len());
+        for (source_index, source) in self.sources.iter().enumerate() {
+            let mut found: HashMap<SeriesKey, SeriesPoints> = HashMap::new();
+            match source {
+                Source::File(file) => {
+                    let ranges: Vec<(u64, u64)> = file
+                        .index
+                        .iter()
+                        .filter(|(key, _)| wanted.contains(key))
+                        .map(|(_, stats)| (stats.row_start, stats.rows))
+                        .collect();
+                    let mut batches = read_file_rows(store, file, &ranges, 64 * 1024).await?;
+                    while let Some(batch) = batches.try_next().await? {
+                        collect_batch(&batch, &mut found)?;
+                    }
+                }
+                Source::Memtable { table, .. } => {
+                    for key in keys {
+                        let points = table.read_series(key, TimeRange::ALL)?;
+                        if !points.is_empty() {
+                            found.insert(key.clone(), points);
+                        }
+                    }
+                }
+            }
+            for (key, points) in found.iter_mut() {
+                apply_tombstones(points, &self.tombstones_for(source_index, key));
+            }
+            per_source.push(found);
+        }
+        let mut out: HashMap<SeriesKey, SeriesPoints> = HashMap::new();
+        for found in per_source {
+            for (key, points) in found {
+                let entry = out.entry(key).or_default();
+                entry.times.extend_from_slice(&points.times);
+                entry.values.extend_from_slice(&points.values);
+            }
+        }
+        for points in out.values_mut() {
+            points.sort_keep_last();
+        }
+        Ok(out)
+    }
+}
+
+/// True when two placements of a series both reach into `time` and overlap each other.
+fn needs_merge(placements: &[Placement], time: TimeRange) -> bool {
+    if placements.len() < 2 {
+        return false;
+    }
+    let mut ranges: Vec<TimeRange> = placements.iter().map(|p| p.time.intersect(&time)).collect();
+    ranges.sort_by_key(|r| r.start);
+    ranges.windows(2).any(|w| w[1].start <= w[0].end)
+}
+
+fn apply_tombstones(points: &mut SeriesPoints, tombstones: &[TimeRange]) {
+    if !tombstones.is_empty() {
+        points.retain(|t| !tombstones.iter().any(|range| range.contains(t)));
+    }
+}
+
+/// Appends rows of a readings batch to per-series points (rows of a series are contiguous and
+/// in time order within one file).
+fn collect_batch(batch: &RecordBatch, out: &mut HashMap<SeriesKey, SeriesPoints>) -> Result<()> {
+    let (times, devices, metrics, values) = readings_columns(batch)?;
+    let mut current: Option<SeriesKey> = None;
+    for row in 0..batch.num_rows() {
+        let same = current.as_ref().is_some_and(|k| k.device_id() == devices.value(row) && k.metric() == metrics.value(row));
+        if !same {
+            let key = SeriesKey::new(devices.value(row), metrics.value(row))
+                .map_err(|e| StorageError::CorruptFile { path: "(scan)".into(), reason: e.to_string() })?;
+            current = Some(key);
+        }
+        if let Some(key) = &current {
+            let entry = out.entry(key.clone()).or_default();
+            entry.times.push(times.value(row));
+            entry.values.push(values.value(row));
+        }
+    }
+    Ok(())
+}
+
+fn readings_columns(batch: &RecordBatch) -> Result<(&TimestampNanosecondArray, &StringArray, &StringArray, &Float64Array)> {
+    let bad = || StorageError::Task("batch is not in readings schema".to_string());
+    Ok((
+        batch.column(0).as_any().downcast_ref().ok_or_else(bad)?,
+        batch.column(1).as_any().downcast_ref().ok_or_else(bad)?,
+        batch.column(2).as_any().downcast_ref().ok_or_else(bad)?,
+        batch.column(3).as_any().downcast_ref().ok_or_else(bad)?,
+    ))
+}
+
+/// Keeps rows inside `time` and outside the tombstones of their series.
+fn filter_batch(
+    batch: &RecordBatch,
+    time: TimeRange,
+    tombstones: &HashMap<&SeriesKey, Vec<TimeRange>>,
+) -> Result<Option<RecordBatch>> {
+    let (times, devices, metrics, _) = readings_columns(batch)?;
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    let mut all = true;
+    for row in 0..batch.num_rows() {
+        let t = times.value(row);
+        let mut ok = time.contains(t);
+        if ok && !tombstones.is_empty() {
+            let hidden = tombstones.iter().any(|(key, ranges)| {
+                key.device_id() == devices.value(row)
+                    && key.metric() == metrics.value(row)
+                    && ranges.iter().any(|r| r.contains(t))
+            });
+            ok = !hidden;
+        }
+        all &= ok;
+        keep.push(ok);
+    }
+    if all {
+        return Ok((batch.num_rows() > 0).then(|| batch.clone()));
+    }
+    let filtered = arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep))?;
+    Ok((filtered.num_rows() > 0).then_some(filtered))
+}
+
+/// Streams the given row ranges (sorted, disjoint) of a file as readings batches, reading
+/// only the row groups and pages they touch.
+pub(crate) async fn read_file_rows(
+    store: &Arc<dyn ObjectStore>,
+    file: &Arc<DataFile>,
+    ranges: &[(u64, u64)],
+    batch_rows: usize,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let path = file.meta.path.clone();
+    let metadata = file.reader_meta.metadata();
+    // Row groups touched, and the selection relative to the rows of those groups.
+    let mut groups = Vec::new();
+    let mut selectors: Vec<RowSelector> = Vec::new();
+    let mut group_start = 0u64;
+    let mut range_iter = ranges.iter().copied().filter(|r| r.1 > 0).peekable();
+    for (group_index, group) in metadata.row_groups().iter().enumerate() {
+        let group_rows = group.num_rows().max(0) as u64;
+        let group_end = group_start + group_rows;
+        let mut cursor = group_start;
+        let mut touched = false;
+        while let Some(&(start, len)) = range_iter.peek() {
+            let end = start + len;
+            if start >= group_end {
+                break;
+            }
+            let from = start.max(cursor);
+            let to = end.min(group_end);
+            if to > from {
+                if from > cursor {
+                    selectors.push(RowSelector::skip((from - cursor) as usize));
+                }
+                selectors.push(RowSelector::select((to - from) as usize));
+                cursor = to;
+                touched = true;
+            }
+            if end <= group_end {
+                range_iter.next();
+            } else {
+                break;
+            }
+        }
+        if touched {
+            if cursor < group_end {
+                selectors.push(RowSelector::skip((group_end - cursor) as usize));
+            }
+            groups.push(group_index);
+        } else {
+            // Untouched groups are not read at all, so no selector covers them.
+        }
+        group_start = group_end;
+    }
+    if groups.is_empty() {
+        return Ok(futures::stream::empty().boxed());
+    }
+    let reader = ObjectFileReader::new(store.clone(), Path::from(path.as_str()), file.meta.size_bytes);
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.reader_meta.clone())
+        .with_row_groups(groups)
+        .with_row_selection(RowSelection::from(selectors))
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| StorageError::parquet(&path, e))?;
+    let file = file.clone();
+    Ok(stream
+        .map(move |batch| match batch {
+            Ok(batch) => to_readings_batch(&file.meta, &batch),
+            Err(e) => Err(StorageError::parquet(&file.meta.path, e)),
+        })
+        .boxed())
+}
+
+async fn read_file_series(
+    store: &Arc<dyn ObjectStore>,
+    file: &Arc<DataFile>,
+    rows: (u64, u64),
+    time: TimeRange,
+) -> Result<SeriesPoints> {
+    let mut points = SeriesPoints::with_capacity(rows.1 as usize);
+    let mut batches = read_file_rows(store, file, &[rows], 64 * 1024).await?;
+    while let Some(batch) = batches.try_next().await? {
+        let (times, _, _, values) = readings_columns(&batch)?;
+        points.times.extend_from_slice(times.values());
+        points.values.extend_from_slice(values.values());
+    }
+    points.retain_range(time);
+    Ok(points)
+}
+
+/// Accumulates series points into readings batches.
+#[derive(Default)]
+struct BatchBuilder {
+    times: Vec<i64>,
+    values: Vec<f64>,
+    devices: Vec<(Arc<str>, usize)>,
+    metrics: Vec<(Arc<str>, usize)>,
+}
+
+impl BatchBuilder {
+    fn rows(&self) -> usize {
+        self.times.len()
+    }
+
+    fn push(&mut self, key: &SeriesKey, points: &SeriesPoints) {
+        if points.is_empty() {
+            return;
+        }
+        self.times.extend_from_slice(&points.times);
+        self.values.extend_from_slice(&points.values);
+        self.devices.push((key.device_id_arc().clone(), points.len()));
+        self.metrics.push((key.metric_arc().clone(), points.len()));
+    }
+
+    fn take(&mut self) -> Result<RecordBatch> {
+        let repeat = |runs: &[(Arc<str>, usize)]| -> ArrayRef {
+            let rows: usize = runs.iter().map(|(_, n)| n).sum();
+            let bytes: usize = runs.iter().map(|(name, n)| name.len() * n).sum();
+            let mut builder = arrow_array::builder::StringBuilder::with_capacity(rows, bytes);
+            for (name, n) in runs {
+                for _ in 0..*n {
+                    builder.append_value(name);
+                }
+            }
+            Arc::new(builder.finish())
+        };
+        let devices = repeat(&self.devices);
+        let metrics = repeat(&self.metrics);
+        self.devices.clear();
+        self.metrics.clear();
+        let batch = RecordBatch::try_new(
+            readings_schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(std::mem::take(&mut self.times)).with_timezone("UTC")),
+                devices,
+                metrics,
+                Arc::new(Float64Array::from(std::mem::take(&mut self.values))),
+            ],
+        )?;
+        Ok(batch)
+    }
+}
+
+struct BatchSink {
+    tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    projection: Option<Vec<usize>>,
+    open: bool,
+}
+
+impl BatchSink {
+    async fn send(&mut self, item: Result<RecordBatch>) {
+        if !self.open {
+            return;
+        }
+        let item = match (item, &self.projection) {
+            (Ok(batch), Some(projection)) => batch.project(projection).map_err(StorageError::from),
+            (item, _) => item,
+        };
+        if self.tx.send(item).await.is_err() {
+            // The consumer dropped the stream: stop producing.
+            self.open = false;
+        }
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit/integration/property tests, benchmark smoke runs.
+# This is the README's test command and what CI runs (.ci/run calls it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/minitrue-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "python venv for data generators ($HOME/.cache/minitrue-venv)"
+scripts/python-env.sh >/dev/null
+PY="$HOME/.cache/minitrue-venv/bin/python"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --status-level fail --final-status-level fail
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "benchmark smoke runs (tiny scale, debug build: they prove the benches work, not speed)"
+cargo test -p minitrue-gorilla --benches --quiet
+cargo run -p minitrue --quiet -- bench storage --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-storage-smoke.md"
