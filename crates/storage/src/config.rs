@@ -20,8 +20,12 @@ pub struct EngineConfig {
     pub flush_memtable_bytes: usize,
     /// Flush when the active memtable's oldest data is this old.
     pub flush_max_age: Duration,
-    /// Width of a time partition (files never span two).
-    pub partition: Duration,
+    /// Width of a calendar time partition (files never span two), or `None`: files span
+    /// whatever time their points cover and carry their time range and per-series ranges for
+    /// pruning. Partitions make retention drop whole files; without them sparse historical
+    /// data (a sensor every few minutes over a year) stays in a few large files instead of
+    /// hundreds of small ones.
+    pub partition: Option<Duration>,
     pub zstd_level: i32,
     pub row_group_rows: usize,
     /// Rows per Parquet data page (finer pages prune better, cost a few bytes each).
@@ -46,7 +50,7 @@ impl EngineConfig {
             memtable_shards: 64,
             flush_memtable_bytes: 64 << 20,
             flush_max_age: Duration::from_secs(600),
-            partition: Duration::from_secs(86_400),
+            partition: None,
             zstd_level: 3,
             row_group_rows: 1 << 20,
             page_rows: 16 * 1024,

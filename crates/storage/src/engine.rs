@@ -519,7 +519,7 @@ impl Engine {
 
     fn file_set_params(&self, manifest: &Manifest, lsn: LsnRange, compacted_from: Vec<u64>, level: u32) -> FileSetParams {
         FileSetParams {
-            partition_ns: self.config.partition.as_nanos().clamp(1, i64::MAX as u128) as i64,
+            partition_ns: self.config.partition.map(|width| width.as_nanos().clamp(1, i64::MAX as u128) as i64),
             zstd_level: self.config.zstd_level,
             row_group_rows: self.config.row_group_rows,
             page_rows: self.config.page_rows,

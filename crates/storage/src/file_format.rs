@@ -1,6 +1,7 @@
 //! MiniTrue's Parquet data files: what is in them, how they are written and read back.
 //!
-//! A file holds the points of one time partition and one [`ValueLayout`], sorted by
+//! A file holds the points of one time partition (when partitioning is configured) and one
+//! [`ValueLayout`], sorted by
 //! `(device_id, metric, time)`, one point per `(series, time)`. Columns:
 //!
 //! | column      | Parquet type                                     | encoding                      |
@@ -32,6 +33,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use minitrue_common::{SeriesKey, TimeRange};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -228,8 +230,8 @@ struct SeriesIndexJson {
 /// How a set of files is to be written.
 #[derive(Debug, Clone)]
 pub struct FileSetParams {
-    /// Width of a time partition in nanoseconds.
-    pub partition_ns: i64,
+    /// Width of a time partition in nanoseconds; `None` = no calendar partitions.
+    pub partition_ns: Option<i64>,
     pub zstd_level: i32,
     pub row_group_rows: usize,
     pub page_rows: usize,
@@ -248,14 +250,21 @@ pub struct EncodedFile {
     pub bytes: Bytes,
 }
 
-/// Start of the partition holding `time`.
-pub fn partition_start(time: i64, partition_ns: i64) -> i64 {
-    time.div_euclid(partition_ns) * partition_ns
+/// The partition of every point when no calendar partitioning is configured.
+pub const UNPARTITIONED: i64 = i64::MIN;
+
+/// Start of the partition holding `time` ([`UNPARTITIONED`] without partitioning).
+pub fn partition_start(time: i64, partition_ns: Option<i64>) -> i64 {
+    match partition_ns {
+        Some(width) => time.div_euclid(width) * width,
+        None => UNPARTITIONED,
+    }
 }
 
-/// Object path of a data file: `data/<partition start, UTC>/<id>-<layout>.parquet`.
+/// Object path of a data file: `data/<partition start, UTC, or "all">/<id>-<layout>.parquet`.
 pub fn data_file_path(partition_start: i64, id: u64, layout: ValueLayout) -> String {
-    format!("data/{}/{:016x}-{}.parquet", format_partition(partition_start), id, layout.tag())
+    let partition = if partition_start == UNPARTITIONED { "all".to_string() } else { format_partition(partition_start) };
+    format!("data/{partition}/{:016x}-{}.parquet", id, layout.tag())
 }
 
 /// `YYYY-MM-DDTHHMMSSZ` of a partition start (UTC), so directories sort by time.
@@ -420,7 +429,10 @@ impl FileWriter {
             .set_column_bloom_filter_max_ndv(ColumnPath::from("device_id"), plan.devices.len().max(1) as u64)
             .set_column_bloom_filter_fpp(ColumnPath::from("device_id"), 0.01)
             .build();
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+        // The Arrow schema is not embedded: the Parquet types say everything (and it would
+        // cost ~0.5 KB per file, which matters for sparse series).
+        let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+        let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
             .map_err(|e| StorageError::parquet(&path, e))?;
         let meta = FileMeta {
             format: FILE_FORMAT_VERSION,
@@ -649,10 +661,11 @@ mod tests {
     #[test]
     fn partition_paths_are_dated() {
         let day = 86_400_000_000_000i64;
-        let start = partition_start(1_700_000_000_000_000_000, day);
+        let start = partition_start(1_700_000_000_000_000_000, Some(day));
         assert_eq!(format_partition(start), "2023-11-14T000000Z");
         assert_eq!(format_partition(0), "1970-01-01T000000Z");
-        assert_eq!(format_partition(partition_start(-1, day)), "1969-12-31T000000Z");
+        assert_eq!(format_partition(partition_start(-1, Some(day))), "1969-12-31T000000Z");
+        assert_eq!(data_file_path(partition_start(-1, None), 1, ValueLayout::Float), "data/all/0000000000000001-f.parquet");
         assert_eq!(data_file_path(0, 255, ValueLayout::Decimal { scale: 2 }), "data/1970-01-01T000000Z/00000000000000ff-d2.parquet");
     }
 

@@ -31,7 +31,7 @@ fn child_config(dir: &std::path::Path) -> EngineConfig {
     config.flush_memtable_bytes = 48 * 1024;
     config.background_interval = Some(Duration::from_millis(15));
     config.compaction_min_files = 2;
-    config.partition = Duration::from_secs(3600);
+    config.partition = Some(Duration::from_secs(3600));
     config
 }
 
@@ -168,7 +168,7 @@ fn acknowledged_points_survive_sigkill() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut cfg = config(&data);
-        cfg.partition = Duration::from_secs(3600);
+        cfg.partition = Some(Duration::from_secs(3600));
         let (engine, report) = Engine::open(cfg).await.unwrap();
         assert_eq!(report.wal_corrupt_regions, 0, "{report:?}");
         assert!(report.files_corrupt.is_empty() && report.files_missing.is_empty(), "{report:?}");

@@ -149,7 +149,9 @@ async fn scans_prune_by_series_time_and_project() {
 #[tokio::test]
 async fn partitions_split_files_by_day() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = open(config(dir.path())).await;
+    let mut cfg = config(dir.path());
+    cfg.partition = Some(std::time::Duration::from_secs(86_400));
+    let engine = open(cfg).await;
     let points: Vec<_> = (0..6).map(|h| point("d", "t", T0 + h * 6 * 3600 * SECOND, h as f64)).collect();
     engine.write(&points).await.unwrap();
     engine.flush().await.unwrap();

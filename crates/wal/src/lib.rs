@@ -421,3 +421,15 @@ impl std::fmt::Debug for Wal {
 pub fn segment_path(dir: &Path, first_lsn: Lsn) -> PathBuf {
     dir.join(format::segment_file_name(first_lsn))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wal_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Wal>();
+        assert_send_sync::<super::WalError>();
+        fn assert_send<T: Send>() {}
+        assert_send::<super::ReplayIter>();
+    }
+}

@@ -235,6 +235,7 @@ fn group_commit_shares_fsyncs_between_threads() {
     assert_eq!(appended.keys().copied().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
 
     let stats = wal.stats();
+    eprintln!("group commit: {total} records, {} fsyncs", stats.fsyncs);
     assert_eq!(stats.records_appended, total);
     assert!(stats.fsyncs < total / 2, "{} fsyncs for {total} records", stats.fsyncs);
     assert_eq!(stats.fsyncs, stats.group_commit_batches);
@@ -272,6 +273,7 @@ async fn async_appends_group_commit_and_order() {
     let total = TASKS * PER_TASK;
     assert_eq!(wal.last_lsn(), total);
     let stats = wal.stats();
+    eprintln!("async group commit: {total} records, {} fsyncs", stats.fsyncs);
     assert!(stats.fsyncs < total / 2, "{} fsyncs for {total} records", stats.fsyncs);
     let wal2 = wal.clone();
     let replayed = tokio::task::spawn_blocking(move || replay_all(&wal2, 0)).await.expect("join");
