@@ -3,9 +3,9 @@
 //! Both sides work on a plain byte stream so that an [`crate::EncodedView`] can hand out the
 //! encoder's bytes without copying. Bit `i` of the stream is bit `7 - i % 8` of byte `i / 8`.
 
-/// Widest field [`BitWriter::write_short`] accepts and the guaranteed lookahead of
-/// [`BitReader::peek`]: a field of up to 57 bits at any bit offset (0..=7) fits in one
-/// unaligned 8-byte word.
+/// Guaranteed lookahead of [`BitReader::peek`] and the widest field [`BitReader::read`] takes
+/// in one load: a field of up to 57 bits at any bit offset (0..=7) fits in one unaligned
+/// 8-byte word.
 pub(crate) const SHORT_FIELD_MAX_BITS: u32 = 57;
 
 /// Smallest buffer the writer grows to, so tiny series do not reallocate on every byte.
@@ -13,18 +13,25 @@ const MIN_BUFFER_BYTES: usize = 64;
 
 /// Appends bit fields to a byte vector.
 ///
-/// Invariant: `bytes.len() >= ceil(bit_len / 8)` and every bit at or past `bit_len` is zero.
-/// After a write, at least 8 bytes exist from the byte holding `bit_len` onward, so the next
-/// write is one unaligned read-modify-write of 8 bytes.
+/// The 64-bit word holding the write position lives in a register (`current_word`) and is
+/// stored whole, big-endian, at its 8-byte slot after every write. So the buffer always holds
+/// every written bit (views read it directly), and writes never load from the buffer: an
+/// unaligned read-modify-write would stall on store forwarding at every point.
+///
+/// Invariants: every bit at or past `bit_len` is zero in `current_word` and, within the
+/// current word's slot, in `bytes` (later bytes are never visible). `bytes` covers the current
+/// word's slot and the next one, except right after [`BitWriter::shrink_to_fit`] (the next
+/// write grows it back).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     bit_len: u64,
+    current_word: u64,
 }
 
 impl BitWriter {
     pub(crate) fn with_capacity_bytes(capacity: usize) -> Self {
-        Self { bytes: Vec::with_capacity(capacity), bit_len: 0 }
+        Self { bytes: Vec::with_capacity(capacity), bit_len: 0, current_word: 0 }
     }
 
     pub(crate) fn bit_len(&self) -> u64 {
@@ -48,39 +55,36 @@ impl BitWriter {
         self.bytes.get(..len).unwrap_or(&self.bytes)
     }
 
-    /// Appends the low `width` bits of `bits`, most significant first.
-    ///
-    /// `width` must be in `1..=57` and the bits of `bits` above `width` must be zero.
+    /// Appends the low `width` bits of `bits` (`width` in `1..=64`), most significant first.
+    /// The bits of `bits` above `width` must be zero.
     #[inline]
-    pub(crate) fn write_short(&mut self, bits: u64, width: u32) {
-        debug_assert!((1..=SHORT_FIELD_MAX_BITS).contains(&width), "width {width}");
-        debug_assert!(bits >> width == 0, "bits {bits:#x} wider than {width}");
-        let byte_index = (self.bit_len >> 3) as usize;
-        let bit_offset = (self.bit_len & 7) as u32;
-        if self.bytes.len() < byte_index + 8 {
-            self.grow(byte_index + 8);
+    pub(crate) fn write(&mut self, bits: u64, width: u32) {
+        debug_assert!((1..=64).contains(&width), "width {width}");
+        debug_assert!(width == 64 || bits >> width == 0, "bits {bits:#x} wider than {width}");
+        let word_index = (self.bit_len / 64) as usize;
+        let free_bits = 64 - (self.bit_len % 64) as u32;
+        if self.bytes.len() < (word_index + 2) * 8 {
+            self.grow((word_index + 2) * 8);
         }
-        if let Some(chunk) =
-            self.bytes.get_mut(byte_index..).and_then(|rest| rest.first_chunk_mut::<8>())
-        {
-            // The bits at and after `bit_len` are zero, so OR-ing places the field.
-            let word = u64::from_be_bytes(*chunk) | ((bits << (64 - width)) >> bit_offset);
-            *chunk = word.to_be_bytes();
+        if width < free_bits {
+            self.current_word |= bits << (free_bits - width);
+            self.store_word(word_index);
         } else {
-            debug_assert!(false, "grow() leaves 8 bytes past the write position");
+            // Fill the current word, then start the next one with the rest of the field.
+            let spilled_bits = width - free_bits;
+            self.current_word |= bits >> spilled_bits;
+            self.store_word(word_index);
+            self.current_word = if spilled_bits == 0 { 0 } else { bits << (64 - spilled_bits) };
+            self.store_word(word_index + 1);
         }
         self.bit_len += u64::from(width);
     }
 
-    /// Appends the low `width` bits of `bits` (`width` in `1..=64`), most significant first.
-    #[inline]
-    pub(crate) fn write(&mut self, bits: u64, width: u32) {
-        if width <= SHORT_FIELD_MAX_BITS {
-            self.write_short(bits, width);
-        } else {
-            let low_width = width - 32;
-            self.write_short(bits >> low_width, 32);
-            self.write_short(bits & ((1u64 << low_width) - 1), low_width);
+    #[inline(always)]
+    fn store_word(&mut self, word_index: usize) {
+        match self.bytes.get_mut(word_index * 8..).and_then(|rest| rest.first_chunk_mut::<8>()) {
+            Some(slot) => *slot = self.current_word.to_be_bytes(),
+            None => debug_assert!(false, "write() grows the buffer before storing"),
         }
     }
 
@@ -93,6 +97,14 @@ impl BitWriter {
         let capacity = self.bytes.capacity();
         let target = if capacity >= min_len { doubled.min(capacity) } else { doubled };
         self.bytes.resize(target, 0);
+    }
+
+    /// Empties the writer, keeping the allocation. Stale bytes past the new `bit_len` need no
+    /// zeroing: every write stores its whole current word, and nothing past it is visible.
+    pub(crate) fn cleared(mut self) -> Self {
+        self.bit_len = 0;
+        self.current_word = 0;
+        self
     }
 
     /// Drops the slack bytes and spare capacity; later writes grow the buffer again.
@@ -137,12 +149,18 @@ impl<'a> BitReader<'a> {
     /// Only the top 57 bits are guaranteed to be stream bits (the rest may be zero filler).
     #[inline(always)]
     pub(crate) fn peek(&self) -> u64 {
-        let byte_index = (self.position >> 3) as usize;
+        self.peek_at(self.position)
+    }
+
+    /// Like [`BitReader::peek`] at an arbitrary bit `position`, without moving.
+    #[inline(always)]
+    pub(crate) fn peek_at(&self, position: u64) -> u64 {
+        let byte_index = (position >> 3) as usize;
         let word = match self.bytes.get(byte_index..).and_then(|rest| rest.first_chunk::<8>()) {
             Some(chunk) => u64::from_be_bytes(*chunk),
             None => load_be_u64_zero_padded(self.bytes, byte_index),
         };
-        word << (self.position & 7)
+        word << (position & 7)
     }
 
     #[inline(always)]
@@ -207,23 +225,31 @@ mod tests {
     }
 
     #[test]
-    fn wide_fields_round_trip_at_every_bit_offset() {
-        for offset in 0..8u32 {
+    fn fields_round_trip_at_every_offset_within_and_across_words() {
+        for offset in 0..140u32 {
             for width in [1u32, 7, 31, 32, 33, 56, 57, 58, 63, 64] {
                 let value = 0xDEAD_BEEF_CAFE_F00Du64 >> (64 - width);
                 let mut writer = BitWriter::default();
-                if offset > 0 {
-                    writer.write((1u64 << offset) - 1, offset);
+                let mut prefix_left = offset;
+                while prefix_left > 0 {
+                    let chunk = prefix_left.min(64);
+                    writer.write(u64::MAX >> (64 - chunk), chunk);
+                    prefix_left -= chunk;
                 }
                 writer.write(value, width);
                 writer.write(1, 1);
+                assert_eq!(writer.stream().len() as u64, writer.bit_len().div_ceil(8));
                 let mut reader = BitReader::new(writer.stream());
-                if offset > 0 {
-                    assert_eq!(reader.read(offset), (1u64 << offset) - 1);
+                let mut prefix_left = offset;
+                while prefix_left > 0 {
+                    let chunk = prefix_left.min(64);
+                    assert_eq!(reader.read(chunk), u64::MAX >> (64 - chunk));
+                    prefix_left -= chunk;
                 }
                 assert_eq!(reader.read(width), value, "offset {offset} width {width}");
                 assert_eq!(reader.read(1), 1);
                 assert_eq!(reader.position, u64::from(offset + width + 1));
+                assert_eq!(reader.read(7), 0, "padding is zero");
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::bits::{BitWriter, SHORT_FIELD_MAX_BITS};
+use crate::bits::BitWriter;
 use crate::format::{
     ValueWindow, DOD_12_MAX, DOD_12_MIN, DOD_7_MAX, DOD_7_MIN, DOD_9_MAX, DOD_9_MIN,
     MAX_STORED_LEADING_ZEROS,
@@ -64,18 +64,18 @@ impl Encoder {
     fn write_delta_of_delta(&mut self, dod: i64) {
         let writer = &mut self.writer;
         if dod == 0 {
-            writer.write_short(0b0, 1);
+            writer.write(0b0, 1);
         } else if (DOD_7_MIN..=DOD_7_MAX).contains(&dod) {
-            writer.write_short((0b10 << 7) | (dod - DOD_7_MIN) as u64, 2 + 7);
+            writer.write((0b10 << 7) | (dod - DOD_7_MIN) as u64, 2 + 7);
         } else if (DOD_9_MIN..=DOD_9_MAX).contains(&dod) {
-            writer.write_short((0b110 << 9) | (dod - DOD_9_MIN) as u64, 3 + 9);
+            writer.write((0b110 << 9) | (dod - DOD_9_MIN) as u64, 3 + 9);
         } else if (DOD_12_MIN..=DOD_12_MAX).contains(&dod) {
-            writer.write_short((0b1110 << 12) | (dod - DOD_12_MIN) as u64, 4 + 12);
+            writer.write((0b1110 << 12) | (dod - DOD_12_MIN) as u64, 4 + 12);
         } else if let Ok(dod) = i32::try_from(dod) {
             // Two's complement in 32 bits.
-            writer.write_short((0b11110 << 32) | u64::from(dod as u32), 5 + 32);
+            writer.write((0b11110 << 32) | u64::from(dod as u32), 5 + 32);
         } else {
-            writer.write_short(0b11111, 5);
+            writer.write(0b11111, 5);
             writer.write(dod as u64, 64);
         }
     }
@@ -83,7 +83,7 @@ impl Encoder {
     #[inline]
     fn write_value(&mut self, xor: u64) {
         if xor == 0 {
-            self.writer.write_short(0b0, 1);
+            self.writer.write(0b0, 1);
             return;
         }
         let leading = xor.leading_zeros().min(MAX_STORED_LEADING_ZEROS);
@@ -110,10 +110,10 @@ impl Encoder {
         field: u64,
         width: u32,
     ) {
-        if control_width + width <= SHORT_FIELD_MAX_BITS {
-            self.writer.write_short((control << width) | field, control_width + width);
+        if control_width + width <= 64 {
+            self.writer.write((control << width) | field, control_width + width);
         } else {
-            self.writer.write_short(control, control_width);
+            self.writer.write(control, control_width);
             self.writer.write(field, width);
         }
     }
@@ -162,6 +162,13 @@ impl Encoder {
     pub fn finish(self) -> Encoded {
         let point_count = self.point_count;
         Encoded::from_parts(self.writer.into_stream(), point_count)
+    }
+
+    /// Removes every point and keeps the allocation, so the encoder can be reused (for
+    /// example after a flush) without growing a new buffer.
+    pub fn clear(&mut self) {
+        let writer = std::mem::take(&mut self.writer);
+        *self = Self { writer: writer.cleared(), ..Self::default() };
     }
 
     /// Releases spare capacity (for a series that stopped growing). Pushing afterwards is

@@ -13,11 +13,11 @@
 //!
 //! All columns are zstd-compressed, with page statistics and the page index. The footer's
 //! key-value metadata makes the file self-describing: `minitrue.file` is its [`FileMeta`] as
-//! JSON and `minitrue.series` the per-series index ([`SeriesStats`]: row range, time range,
+//! JSON and `minitrue.series` the per-series index (zstd-compressed JSON, base64) ([`SeriesStats`]: row range, time range,
 //! count, sum, min, max, first and last value) so aggregates can skip decoding and a lost
 //! manifest can be rebuilt from the files themselves.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -30,6 +30,7 @@ use arrow_array::{
     TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use base64::Engine as _;
 use bytes::Bytes;
 use minitrue_common::{SeriesKey, TimeRange};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
@@ -46,6 +47,11 @@ use crate::layout::{choose_layout, decimal_mantissa, decimal_to_f64, TimeUnit, U
 use crate::memtable::SeriesPoints;
 
 pub const FILE_META_KEY: &str = "minitrue.file";
+/// Marks a series index stored as base64 of zstd-compressed JSON.
+const COMPRESSED_INDEX_PREFIX: &str = "zstd+base64:";
+/// Largest decompressed series index accepted (about 2 M series).
+const MAX_SERIES_INDEX_BYTES: usize = 512 << 20;
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 pub const SERIES_INDEX_KEY: &str = "minitrue.series";
 /// Version of the file layout described in the module docs.
 pub const FILE_FORMAT_VERSION: u32 = 1;
@@ -166,11 +172,28 @@ impl SeriesIndex {
             json.last.push(stats.last_value.to_bits());
         }
         json.devices = devices.into_iter().map(str::to_string).collect();
-        serde_json::to_string(&json).unwrap_or_default()
+        let text = serde_json::to_string(&json).unwrap_or_default();
+        // Footer metadata is text: compress (the index of 40k series is megabytes of JSON).
+        match zstd::bulk::compress(text.as_bytes(), 9) {
+            Ok(compressed) => format!("{COMPRESSED_INDEX_PREFIX}{}", BASE64.encode(compressed)),
+            Err(_) => text,
+        }
     }
 
     fn from_json(path: &str, text: &str) -> Result<SeriesIndex> {
         let corrupt = |reason: String| StorageError::CorruptFile { path: path.to_string(), reason };
+        let decompressed;
+        let text = match text.strip_prefix(COMPRESSED_INDEX_PREFIX) {
+            Some(encoded) => {
+                let compressed = BASE64.decode(encoded).map_err(|e| corrupt(format!("series index base64: {e}")))?;
+                // The decompressed size is bounded so a damaged footer cannot claim gigabytes.
+                let bytes = zstd::bulk::decompress(&compressed, MAX_SERIES_INDEX_BYTES)
+                    .map_err(|e| corrupt(format!("series index zstd: {e}")))?;
+                decompressed = String::from_utf8(bytes).map_err(|_| corrupt("series index is not utf-8".into()))?;
+                decompressed.as_str()
+            }
+            None => text,
+        };
         let json: SeriesIndexJson = serde_json::from_str(text)
             .map_err(|e| corrupt(format!("series index is not valid json: {e}")))?;
         let n = json.device.len();
@@ -297,10 +320,28 @@ struct Target {
     layout: ValueLayout,
 }
 
+/// Most distinct values for which a file's value column is dictionary-encoded: two-state
+/// sensors (motion, door, relay) then cost a few RLE runs instead of bit-packed deltas.
+const DICTIONARY_MAX_DISTINCT_VALUES: usize = 256;
+
 #[derive(Default)]
 struct TargetPlan {
     units: UnitTracker,
     devices: BTreeSet<String>,
+    /// Distinct value bit patterns, counted up to one past the dictionary limit.
+    distinct_values: HashSet<u64>,
+}
+
+impl TargetPlan {
+    fn observe_value(&mut self, value: f64) {
+        if self.distinct_values.len() <= DICTIONARY_MAX_DISTINCT_VALUES {
+            self.distinct_values.insert(value.to_bits());
+        }
+    }
+
+    fn low_cardinality(&self) -> bool {
+        self.distinct_values.len() <= DICTIONARY_MAX_DISTINCT_VALUES
+    }
 }
 
 /// Writes the points of `series` (sorted by key) as Parquet files, one per time partition and
@@ -326,6 +367,7 @@ pub fn write_file_set(
             };
             let plan = plans.entry(target).or_default();
             plan.units.observe(time);
+            plan.observe_value(value);
             if plan.devices.last().map(String::as_str) != Some(key.device_id()) {
                 plan.devices.insert(key.device_id().to_string());
             }
@@ -423,7 +465,7 @@ impl FileWriter {
             .set_data_page_row_count_limit(params.page_rows)
             .set_column_dictionary_enabled(ColumnPath::from("time"), false)
             .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED)
-            .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("value"), plan.low_cardinality())
             .set_column_encoding(ColumnPath::from("value"), value_encoding)
             .set_column_bloom_filter_enabled(ColumnPath::from("device_id"), true)
             .set_column_bloom_filter_max_ndv(ColumnPath::from("device_id"), plan.devices.len().max(1) as u64)

@@ -27,6 +27,19 @@ pub enum BenchCommand {
         /// Also write the report (markdown) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Override the engine's zstd level (tuning).
+        #[arg(long)]
+        zstd_level: Option<i32>,
+        /// Override the engine's rows per Parquet page (tuning).
+        #[arg(long)]
+        page_rows: Option<usize>,
+        /// Only the data sets whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Keep each data set's MiniTrue database under this directory (to inspect the files
+        /// with DuckDB or pyarrow).
+        #[arg(long)]
+        keep_dir: Option<PathBuf>,
     },
 }
 
@@ -40,9 +53,10 @@ pub enum Scale {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Storage { scale, python, shared, victoria_metrics, out } => {
+        BenchCommand::Storage { scale, python, shared, victoria_metrics, out, zstd_level, page_rows, only, keep_dir } => {
             let shared = shared.unwrap_or_else(datasets::default_shared_dir);
-            let report = storage::run(scale, &python, &shared, victoria_metrics.as_deref())?;
+            let tuning = storage::Tuning { zstd_level, page_rows, only, keep_dir };
+            let report = storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?;
             print!("{report}");
             if let Some(out) = out {
                 std::fs::write(&out, &report)?;

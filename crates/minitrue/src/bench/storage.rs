@@ -29,7 +29,16 @@ struct Measurement {
     victoria_bytes: Option<u64>,
 }
 
-pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>) -> anyhow::Result<String> {
+/// Overrides of engine settings, to tune them with this benchmark.
+#[derive(Default)]
+pub struct Tuning {
+    pub zstd_level: Option<i32>,
+    pub page_rows: Option<usize>,
+    pub only: Option<String>,
+    pub keep_dir: Option<std::path::PathBuf>,
+}
+
+pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>, tuning: &Tuning) -> anyhow::Result<String> {
     let (span, devices): (&[&str], &str) = match scale {
         Scale::Tiny => (&["--seconds", "120"], "5"),
         Scale::Full => (&["--hours", "1"], "100"),
@@ -46,8 +55,10 @@ pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>) -
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
+    sets.retain(|(name, _)| tuning.only.as_ref().is_none_or(|only| name.contains(only.as_str())));
     for (name, points) in sets {
-        let (memtable_bytes, disk_bytes) = runtime.block_on(minitrue_bytes(&points))?;
+        let keep = tuning.keep_dir.as_ref().map(|dir| dir.join(name.split_whitespace().next_back().unwrap_or("data")));
+        let (memtable_bytes, disk_bytes) = runtime.block_on(minitrue_bytes(&points, tuning, keep.as_deref()))?;
         let victoria_bytes = match victoria {
             Some(binary) => Some(victoria_bytes(binary, &points).with_context(|| format!("VictoriaMetrics on {name}"))?),
             None => None,
@@ -83,9 +94,15 @@ fn paper_bits(points: &[Point]) -> u64 {
     by_series(points).values().map(|samples| minitrue_gorilla::paper_bit_count(samples.iter().copied())).sum()
 }
 
-async fn minitrue_bytes(points: &[Point]) -> anyhow::Result<(usize, u64)> {
+async fn minitrue_bytes(points: &[Point], tuning: &Tuning, keep: Option<&Path>) -> anyhow::Result<(usize, u64)> {
     let dir = tempfile::tempdir()?;
-    let mut config = EngineConfig::new(dir.path());
+    let mut config = EngineConfig::new(keep.unwrap_or(dir.path()));
+    if let Some(level) = tuning.zstd_level {
+        config.zstd_level = level;
+    }
+    if let Some(rows) = tuning.page_rows {
+        config.page_rows = rows;
+    }
     config.wal.sync = SyncPolicy::Off;
     config.background_interval = None;
     config.flush_memtable_bytes = usize::MAX;
@@ -213,6 +230,9 @@ fn render(scale: Scale, rows: &[Measurement]) -> String {
         );
     }
     let nab: Vec<&Measurement> = rows.iter().filter(|r| r.name.starts_with("NAB")).collect();
+    if nab.is_empty() {
+        return out;
+    }
     let nab_disk: u64 = nab.iter().map(|r| r.disk_bytes).sum();
     let nab_paper: f64 = nab.iter().map(|r| r.paper_bytes).sum();
     let _ = writeln!(out, "\nNAB total: disk ÷ Gorilla paper = {:.3} ({} B vs {:.0} B)", nab_disk as f64 / nab_paper.max(1.0), nab_disk, nab_paper);
