@@ -12,6 +12,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "python venv for data generators ($HOME/.cache/minitrue-venv)"
 scripts/python-env.sh >/dev/null
 PY="$HOME/.cache/minitrue-venv/bin/python"
+# The S3 tests (crates/storage/tests/s3.rs) run moto[server] from this venv.
+export MINITRUE_PYTHON="$PY"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

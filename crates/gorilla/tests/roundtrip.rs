@@ -156,6 +156,21 @@ proptest! {
     }
 
     #[test]
+    fn a_cleared_encoder_matches_a_fresh_one(first in any_points(), second in any_points()) {
+        let mut reused = encode(&first);
+        reused.clear();
+        prop_assert!(reused.is_empty());
+        prop_assert_eq!((reused.bit_len(), reused.last()), (0, None));
+        for &(time, value) in &second {
+            reused.push(time, value);
+        }
+        let fresh = encode(&second);
+        prop_assert_eq!(reused.view().stream_bytes(), fresh.view().stream_bytes());
+        prop_assert_eq!(reused.bit_len(), fresh.bit_len());
+        prop_assert_eq!(reused.finish(), fresh.finish());
+    }
+
+    #[test]
     fn views_taken_while_pushing_decode_to_the_prefix(points in any_points()) {
         let expected = model(&points);
         let mut encoder = Encoder::with_capacity_points(points.len() / 2);

@@ -154,6 +154,9 @@ pub struct Engine {
     shutting_down: AtomicBool,
     shutdown_signal: Arc<Notify>,
     background: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held from open until close (or drop): a second process on the same directory would
+    /// corrupt the WAL. The OS releases it when the process dies, however it dies.
+    lock: parking_lot::Mutex<Option<std::fs::File>>,
 }
 
 impl Engine {
@@ -164,6 +167,7 @@ impl Engine {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .map_err(|source| StorageError::Io { path: config.data_dir.clone(), source })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let store = open_store(&config)?;
         let manifests = ManifestStore::new(store.clone(), config.manifest_versions_kept);
         let loaded = manifests.load().await?;
@@ -270,6 +274,7 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             shutdown_signal: Arc::new(Notify::new()),
             background: parking_lot::Mutex::new(None),
+            lock: parking_lot::Mutex::new(Some(lock)),
             config,
         });
         if report.files_missing.len() + report.files_corrupt.len() + report.wal_corrupt_regions > 0 {
@@ -666,6 +671,7 @@ impl Engine {
         self.flush().await?;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.close()).await.map_err(|e| StorageError::Task(e.to_string()))??;
+        self.lock.lock().take();
         Ok(())
     }
 
@@ -706,6 +712,22 @@ async fn background_loop(engine: std::sync::Weak<Engine>, interval: std::time::D
     }
 }
 
+/// Takes the exclusive lock on `<data_dir>/LOCK`.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StorageError::Io { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Io { path, source }),
+    }
+}
+
 fn open_store(config: &EngineConfig) -> Result<Arc<dyn ObjectStore>> {
     let local = |path: std::path::PathBuf| -> Result<Arc<dyn ObjectStore>> {
         std::fs::create_dir_all(&path).map_err(|source| StorageError::Io { path: path.clone(), source })?;
@@ -725,8 +747,30 @@ fn open_store(config: &EngineConfig) -> Result<Arc<dyn ObjectStore>> {
         }
         "memory" => Ok(Arc::new(object_store::memory::InMemory::new())),
         _ => {
-            let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)))
-                .map_err(|e| bad(e.to_string()))?;
+            let (scheme, _) =
+                object_store::ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+            if scheme == object_store::ObjectStoreScheme::AmazonS3 {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(bad("no bucket name".into()));
+                }
+                // `parse_url_opts` skips keys it does not know; a typo in an explicit option
+                // must not silently fall back to the defaults. Values are never reported.
+                for (key, _) in &config.object_store_options {
+                    if key.to_ascii_lowercase().parse::<object_store::aws::AmazonS3ConfigKey>().is_err() {
+                        return Err(bad(format!("unknown S3 option {key}")));
+                    }
+                }
+            }
+            // The builder applies options in order, so the explicit ones, coming after the
+            // environment's, win (also over an alias of the same key). Non-UTF-8 variables
+            // are skipped (`std::env::vars` would panic on them).
+            let env = std::env::vars_os().filter_map(|(key, value)| {
+                let (key, value) = (key.into_string().ok()?, value.into_string().ok()?);
+                key.starts_with("AWS_").then(|| (key.to_ascii_lowercase(), value))
+            });
+            let options = env.chain(config.object_store_options.iter().cloned());
+            let (store, prefix) =
+                object_store::parse_url_opts(&url, options).map_err(|e| bad(e.to_string()))?;
             if prefix.as_ref().is_empty() {
                 Ok(Arc::from(store))
             } else {

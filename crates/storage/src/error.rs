@@ -59,6 +59,9 @@ pub enum StorageError {
         source: std::io::Error,
     },
 
+    #[error("data directory {path} is in use by another process (lock file held)")]
+    Locked { path: PathBuf },
+
     #[error("the storage engine is shut down")]
     ShutDown,
 
@@ -84,6 +87,7 @@ impl StorageError {
             | StorageError::CorruptWalRecord { .. }
             | StorageError::Decode { .. } => ErrorKind::Corrupt,
             StorageError::Io { .. } => ErrorKind::Io,
+            StorageError::Locked { .. } => ErrorKind::Unavailable,
             StorageError::ShutDown => ErrorKind::ShuttingDown,
             StorageError::Arrow(_) | StorageError::Task(_) => ErrorKind::Internal,
         }

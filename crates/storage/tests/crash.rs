@@ -149,15 +149,22 @@ fn acknowledged_points_survive_sigkill() {
             _ => panic!("bad log line {line:?}"),
         }
     }
-    let mut last_acked: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    // Per (round, task): batches up to the last acknowledged one, plus the one in flight
+    // (batch 0 for a task killed before its first acknowledgement).
+    let mut batches_to_check: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for round in 0..rounds() {
+        for task in 0..WRITER_TASKS {
+            batches_to_check.insert((round, task), 0);
+        }
+    }
     for &(round, task, i) in &acked {
-        let entry = last_acked.entry((round, task)).or_default();
-        *entry = (*entry).max(i);
+        let entry = batches_to_check.entry((round, task)).or_default();
+        *entry = (*entry).max(i + 1);
     }
     let mut may_exist: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
     let mut must_exist: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
-    for (&(round, task), &last) in &last_acked {
-        for i in 0..=last + 1 {
+    for (&(round, task), &last) in &batches_to_check {
+        for i in 0..=last {
             let points = batch(round, task, i);
             let target = if acked.contains(&(round, task, i)) { &mut must_exist } else { &mut may_exist };
             target.extend(expected(&points));

@@ -244,3 +244,19 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[tokio::test]
+async fn a_second_engine_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(config(dir.path())).await;
+    let second = Engine::open(config(dir.path())).await;
+    match second {
+        Err(error) => {
+            assert_eq!(error.kind(), minitrue_common::ErrorKind::Unavailable);
+            assert!(error.to_string().contains("in use"), "{error}");
+        }
+        Ok(_) => panic!("two engines opened one directory"),
+    }
+    drop(engine);
+    open(config(dir.path())).await; // released with the first engine
+}
