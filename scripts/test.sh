@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/minitrue-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# shared/ (benchmark generator, data sets) sits beside the repository.
+export MINITRUE_SHARED="${MINITRUE_SHARED:-$(cd .. && pwd)/shared}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -29,6 +31,20 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
+step "python tests: our Parquet files read back exactly by pyarrow and DuckDB"
+cargo build -p minitrue --quiet
+export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
+"$PY" -m pytest tests/python -q -p no:cacheprovider
+
+step "system packages for the benchmark smoke run"
+if ! command -v victoria-metrics >/dev/null 2>&1; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q victoria-metrics >/dev/null
+fi
+
 step "benchmark smoke runs (tiny scale, debug build: they prove the benches work, not speed)"
 cargo test -p minitrue-gorilla --benches --quiet
-cargo run -p minitrue --quiet -- bench storage --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-storage-smoke.md"
+"$MINITRUE_BIN" bench storage --scale tiny --python "$PY" --victoria-metrics "$(command -v victoria-metrics)" \
+  --out "$CARGO_TARGET_DIR/bench-storage-smoke.md"
+
+step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"
+scripts/fuzz.sh 20

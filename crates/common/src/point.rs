@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn series_keys_sort_by_device_then_metric() {
-        let mut keys = vec![
+        let mut keys = [
             SeriesKey::new("b", "a").unwrap(),
             SeriesKey::new("a", "z").unwrap(),
             SeriesKey::new("a", "b").unwrap(),

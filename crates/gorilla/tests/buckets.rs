@@ -212,10 +212,7 @@ fn corrupt_value_headers_are_reported() {
     // Timestamp `0`, value `11` with 31 leading zeros and 40 meaningful bits (71 > 64).
     let mut stream = vec![0u8; 16];
     let bits = format!("011{}{}", field(31, 5), field(40, 6)) + &"0".repeat(40);
-    let mut padded = bits.clone();
-    while padded.len() % 8 != 0 {
-        padded.push('0');
-    }
+    let padded = format!("{bits:0<width$}", width = bits.len().div_ceil(8) * 8);
     for chunk in padded.as_bytes().chunks(8) {
         stream.push(u8::from_str_radix(std::str::from_utf8(chunk).unwrap(), 2).unwrap());
     }

@@ -1,12 +1,18 @@
-//! `minitrue`: the single binary. Today it carries the storage benchmarks; the node
+//! `minitrue`: the single binary. Today it carries the storage benchmarks and the CSV importer; the node
 //! (`serve`) and the sensor publisher (`publish`) join it as their issues land.
 
 mod bench;
+mod datasets;
+mod import;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "minitrue", version, about = "MiniTrue: a distributed time-series database for IoT sensor networks")]
+#[command(
+    name = "minitrue",
+    version,
+    about = "MiniTrue: a distributed time-series database for IoT sensor networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,15 +25,20 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Bulk-load CSV files into a data directory (durable when the command returns).
+    Import(import::ImportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Bench { which } => bench::run(which),
+        Command::Import(args) => import::run(args),
     }
 }

@@ -75,7 +75,14 @@ impl Catalog {
     }
 
     /// Merges stats of a stored chunk (start-up).
-    pub fn merge_chunk(&self, key: &SeriesKey, first: i64, last: i64, last_value: f64, points: u64) {
+    pub fn merge_chunk(
+        &self,
+        key: &SeriesKey,
+        first: i64,
+        last: i64,
+        last_value: f64,
+        points: u64,
+    ) {
         let mut shard = self.shard(key).write();
         let info = shard.entry(key.clone()).or_insert_with(|| SeriesInfo {
             series: key.clone(),
@@ -98,7 +105,11 @@ impl Catalog {
 
     /// Every series, sorted by key.
     pub fn all(&self) -> Vec<SeriesInfo> {
-        let mut out: Vec<SeriesInfo> = self.shards.iter().flat_map(|s| s.read().values().cloned().collect::<Vec<_>>()).collect();
+        let mut out: Vec<SeriesInfo> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect();
         out.sort_by(|a, b| a.series.cmp(&b.series));
         out
     }

@@ -95,7 +95,8 @@ impl std::fmt::Debug for EngineConfig {
             manifest_versions_kept,
             background_interval,
         } = self;
-        let option_keys: Vec<&str> = object_store_options.iter().map(|(key, _)| key.as_str()).collect();
+        let option_keys: Vec<&str> =
+            object_store_options.iter().map(|(key, _)| key.as_str()).collect();
         f.debug_struct("EngineConfig")
             .field("data_dir", data_dir)
             .field("object_store_url", object_store_url)

@@ -10,14 +10,16 @@ use minitrue_common::{Point, SeriesKey, TimeRange};
 use minitrue_wal::{Wal, WalStats};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parking_lot::RwLock;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use tokio::sync::Notify;
 
 use crate::catalog::{Catalog, SeriesInfo};
 use crate::config::EngineConfig;
 use crate::error::{Result, StorageError};
-use crate::file_format::{write_file_set, DataFile, EncodedFile, FileMeta, FileSetParams, LsnRange};
+use crate::file_format::{
+    write_file_set, DataFile, EncodedFile, FileMeta, FileSetParams, LsnRange,
+};
 use crate::log_entry::{self, DeleteRequest, LogEntry};
 use crate::manifest::{Manifest, ManifestStore, Tombstone};
 use crate::memtable::Memtable;
@@ -180,8 +182,11 @@ impl Engine {
             .try_collect()
             .await
             .map_err(|e| StorageError::store("list", "data", e))?;
-        let mut present: BTreeMap<String, u64> =
-            objects.into_iter().filter(|o| o.location.as_ref().ends_with(".parquet")).map(|o| (o.location.to_string(), o.size)).collect();
+        let mut present: BTreeMap<String, u64> = objects
+            .into_iter()
+            .filter(|o| o.location.as_ref().ends_with(".parquet"))
+            .map(|o| (o.location.to_string(), o.size))
+            .collect();
 
         // Files the manifest lists.
         let mut files: Vec<Arc<DataFile>> = Vec::new();
@@ -206,10 +211,11 @@ impl Engine {
         let wal_dir = config.data_dir.join("wal");
         let wal_options = config.wal.clone();
         let flushed_lsn = manifest.flushed_lsn;
-        let (wal, wal_report) =
-            tokio::task::spawn_blocking(move || minitrue_wal::Wal::open_after(&wal_dir, wal_options, flushed_lsn + 1))
-                .await
-                .map_err(|e| StorageError::Task(e.to_string()))??;
+        let (wal, wal_report) = tokio::task::spawn_blocking(move || {
+            minitrue_wal::Wal::open_after(&wal_dir, wal_options, flushed_lsn + 1)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))??;
         report.wal_torn_tail_bytes = wal_report.torn_tail_bytes;
         report.wal_corrupt_regions = wal_report.corrupt.len();
         let wal = Arc::new(wal);
@@ -240,7 +246,13 @@ impl Engine {
         let catalog = Catalog::default();
         for file in &files {
             for (key, stats) in file.index.iter() {
-                catalog.merge_chunk(key, stats.time.start, stats.time.end, stats.last_value, stats.rows);
+                catalog.merge_chunk(
+                    key,
+                    stats.time.start,
+                    stats.time.end,
+                    stats.last_value,
+                    stats.rows,
+                );
             }
         }
 
@@ -259,7 +271,8 @@ impl Engine {
         report.points_replayed = replayed.points;
         tombstones.extend(pending_tombstones);
 
-        let state = ReadState { active, frozen: Vec::new(), files, tombstones: Arc::new(tombstones) };
+        let state =
+            ReadState { active, frozen: Vec::new(), files, tombstones: Arc::new(tombstones) };
         let engine = Arc::new(Engine {
             store,
             wal,
@@ -277,10 +290,15 @@ impl Engine {
             lock: parking_lot::Mutex::new(Some(lock)),
             config,
         });
-        if report.files_missing.len() + report.files_corrupt.len() + report.wal_corrupt_regions > 0 {
+        if report.files_missing.len() + report.files_corrupt.len() + report.wal_corrupt_regions > 0
+        {
             tracing::error!(?report, "storage recovered with damage; serving all undamaged data");
         } else {
-            tracing::info!(files = report.files, replayed = report.wal_records_replayed, "storage recovered");
+            tracing::info!(
+                files = report.files,
+                replayed = report.wal_records_replayed,
+                "storage recovered"
+            );
         }
         if let Some(interval) = engine.config.background_interval {
             let handle = tokio::spawn(background_loop(Arc::downgrade(&engine), interval));
@@ -337,12 +355,17 @@ impl Engine {
         }
         loop {
             let state = self.read_state();
-            let behind = state.frozen.len() >= 2 || state.active.memory_bytes() >= 2 * self.config.flush_memtable_bytes;
+            let behind = state.frozen.len() >= 2
+                || state.active.memory_bytes() >= 2 * self.config.flush_memtable_bytes;
             if !behind || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
             self.flush_wanted.notify_one();
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), self.flush_done.notified()).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                self.flush_done.notified(),
+            )
+            .await;
         }
     }
 
@@ -354,7 +377,9 @@ impl Engine {
             return Err(StorageError::InvalidRequest { reason: "delete needs a device_id".into() });
         }
         if delete.time.is_empty() {
-            return Err(StorageError::InvalidRequest { reason: "delete time range is empty".into() });
+            return Err(StorageError::InvalidRequest {
+                reason: "delete time range is empty".into(),
+            });
         }
         {
             let _gate = self.gate.write().await;
@@ -419,10 +444,12 @@ impl Engine {
             file_bytes: state.files.iter().map(|f| f.meta.size_bytes).sum(),
             file_rows: state.files.iter().map(|f| f.meta.rows).sum(),
             series: self.catalog.len(),
-            memtable_bytes: state.active.memory_bytes() + state.frozen.iter().map(|(t, _)| t.memory_bytes()).sum::<usize>(),
+            memtable_bytes: state.active.memory_bytes()
+                + state.frozen.iter().map(|(t, _)| t.memory_bytes()).sum::<usize>(),
             memtable_encoded_bytes: state.active.encoded_bytes()
                 + state.frozen.iter().map(|(t, _)| t.encoded_bytes()).sum::<usize>(),
-            memtable_points: state.active.point_count() + state.frozen.iter().map(|(t, _)| t.point_count()).sum::<u64>(),
+            memtable_points: state.active.point_count()
+                + state.frozen.iter().map(|(t, _)| t.point_count()).sum::<u64>(),
             frozen_memtables: state.frozen.len(),
             flushed_lsn,
             wal: self.wal.stats(),
@@ -466,23 +493,41 @@ impl Engine {
                 return Ok(());
             }
             let mut state = (**guard).clone();
-            let frozen = std::mem::replace(&mut state.active, Arc::new(Memtable::new(self.config.memtable_shards)));
+            let frozen = std::mem::replace(
+                &mut state.active,
+                Arc::new(Memtable::new(self.config.memtable_shards)),
+            );
             state.frozen.push((frozen, through_lsn));
             *guard = Arc::new(state);
         }
         // New writes go to a new segment, so the frozen generation's segments can be removed.
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.rotate()).await.map_err(|e| StorageError::Task(e.to_string()))??;
+        tokio::task::spawn_blocking(move || wal.rotate())
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??;
         Ok(())
     }
 
-    async fn persist_frozen(&self, manifest: &mut Manifest, table: Arc<Memtable>, through_lsn: u64) -> Result<FlushReport> {
+    async fn persist_frozen(
+        &self,
+        manifest: &mut Manifest,
+        table: Arc<Memtable>,
+        through_lsn: u64,
+    ) -> Result<FlushReport> {
         table.shrink();
-        let params = self.file_set_params(manifest, LsnRange { min: manifest.flushed_lsn + 1, max: through_lsn }, Vec::new(), 0);
+        let params = self.file_set_params(
+            manifest,
+            LsnRange { min: manifest.flushed_lsn + 1, max: through_lsn },
+            Vec::new(),
+            0,
+        );
         let encoding_table = table.clone();
         let encoded = tokio::task::spawn_blocking(move || {
-            let keys: Vec<SeriesKey> =
-                encoding_table.series_matching(TimeRange::ALL, |_| true).into_iter().map(|(k, _)| k).collect();
+            let keys: Vec<SeriesKey> = encoding_table
+                .series_matching(TimeRange::ALL, |_| true)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             write_file_set(&keys, &|key| encoding_table.read_series(key, TimeRange::ALL), &params)
         })
         .await
@@ -518,13 +563,28 @@ impl Engine {
             .await
             .map_err(|e| StorageError::Task(e.to_string()))??;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(files = report.files_written, rows = report.rows_written, bytes = report.bytes_written, through_lsn, "flushed memtable");
+        tracing::debug!(
+            files = report.files_written,
+            rows = report.rows_written,
+            bytes = report.bytes_written,
+            through_lsn,
+            "flushed memtable"
+        );
         Ok(report)
     }
 
-    fn file_set_params(&self, manifest: &Manifest, lsn: LsnRange, compacted_from: Vec<u64>, level: u32) -> FileSetParams {
+    fn file_set_params(
+        &self,
+        manifest: &Manifest,
+        lsn: LsnRange,
+        compacted_from: Vec<u64>,
+        level: u32,
+    ) -> FileSetParams {
         FileSetParams {
-            partition_ns: self.config.partition.map(|width| width.as_nanos().clamp(1, i64::MAX as u128) as i64),
+            partition_ns: self
+                .config
+                .partition
+                .map(|width| width.as_nanos().clamp(1, i64::MAX as u128) as i64),
             zstd_level: self.config.zstd_level,
             row_group_rows: self.config.row_group_rows,
             page_rows: self.config.page_rows,
@@ -559,7 +619,12 @@ impl Engine {
     pub async fn compact(&self, force: bool) -> Result<CompactionReport> {
         let mut manifest = self.manifest.lock().await;
         let state = self.read_state();
-        let runs = pick_compaction_runs(&state.files, &state.tombstones, self.config.compaction_min_files, force);
+        let runs = pick_compaction_runs(
+            &state.files,
+            &state.tombstones,
+            self.config.compaction_min_files,
+            force,
+        );
         let mut report = CompactionReport::default();
         for run in runs {
             let (files_out, rows_out) = self.compact_run(&mut manifest, &run).await?;
@@ -572,9 +637,16 @@ impl Engine {
         Ok(report)
     }
 
-    async fn compact_run(&self, manifest: &mut Manifest, run: &[Arc<DataFile>]) -> Result<(usize, u64)> {
+    async fn compact_run(
+        &self,
+        manifest: &mut Manifest,
+        run: &[Arc<DataFile>],
+    ) -> Result<(usize, u64)> {
         let tombstones = self.read_state().tombstones.clone();
-        let sources = SourceSet { sources: run.iter().cloned().map(Source::File).collect(), tombstones: tombstones.clone() };
+        let sources = SourceSet {
+            sources: run.iter().cloned().map(Source::File).collect(),
+            tombstones: tombstones.clone(),
+        };
         let lsn = LsnRange {
             min: run.iter().map(|f| f.meta.lsn.min).min().unwrap_or(0),
             max: run.iter().map(|f| f.meta.lsn.max).max().unwrap_or(0),
@@ -606,7 +678,11 @@ impl Engine {
             let points = Arc::new(sources.many_series_points(&self.store, &chunk).await?);
             let params = self.file_set_params(&next, lsn, inputs.clone(), level);
             let encoded = tokio::task::spawn_blocking(move || {
-                write_file_set(&chunk, &|key| Ok(points.get(key).cloned().unwrap_or_default()), &params)
+                write_file_set(
+                    &chunk,
+                    &|key| Ok(points.get(key).cloned().unwrap_or_default()),
+                    &params,
+                )
             })
             .await
             .map_err(|e| StorageError::Task(e.to_string()))??;
@@ -620,8 +696,13 @@ impl Engine {
         next.files.extend(outputs.iter().map(|f| f.meta.clone()));
 
         // Tombstones still needed: some remaining file predates them and may hold their series.
-        let mut remaining: Vec<Arc<DataFile>> =
-            self.read_state().files.iter().filter(|f| !input_ids.contains(&f.meta.id)).cloned().collect();
+        let mut remaining: Vec<Arc<DataFile>> = self
+            .read_state()
+            .files
+            .iter()
+            .filter(|f| !input_ids.contains(&f.meta.id))
+            .cloned()
+            .collect();
         remaining.extend(outputs.iter().cloned());
         let needed = |t: &Tombstone| {
             remaining.iter().any(|f| {
@@ -632,7 +713,11 @@ impl Engine {
         };
         next.tombstones.retain(|t| needed(t));
         self.manifests.commit(&next).await?;
-        let kept: HashSet<u64> = tombstones.iter().filter(|t| t.lsn > next.flushed_lsn || needed(t)).map(|t| t.lsn).collect();
+        let kept: HashSet<u64> = tombstones
+            .iter()
+            .filter(|t| t.lsn > next.flushed_lsn || needed(t))
+            .map(|t| t.lsn)
+            .collect();
         *manifest = next;
 
         let rows_out = outputs.iter().map(|f| f.meta.rows).sum();
@@ -643,7 +728,9 @@ impl Engine {
             state.files.retain(|f| !input_ids.contains(&f.meta.id));
             state.files.extend(outputs);
             state.files.sort_by_key(|f| (f.meta.lsn.max, f.meta.id));
-            state.tombstones = Arc::new(state.tombstones.iter().filter(|t| kept.contains(&t.lsn)).cloned().collect());
+            state.tombstones = Arc::new(
+                state.tombstones.iter().filter(|t| kept.contains(&t.lsn)).cloned().collect(),
+            );
             *guard = Arc::new(state);
         }
         for file in run {
@@ -670,7 +757,9 @@ impl Engine {
         }
         self.flush().await?;
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.close()).await.map_err(|e| StorageError::Task(e.to_string()))??;
+        tokio::task::spawn_blocking(move || wal.close())
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))??;
         self.lock.lock().take();
         Ok(())
     }
@@ -730,7 +819,8 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
 
 fn open_store(config: &EngineConfig) -> Result<Arc<dyn ObjectStore>> {
     let local = |path: std::path::PathBuf| -> Result<Arc<dyn ObjectStore>> {
-        std::fs::create_dir_all(&path).map_err(|source| StorageError::Io { path: path.clone(), source })?;
+        std::fs::create_dir_all(&path)
+            .map_err(|source| StorageError::Io { path: path.clone(), source })?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
             .map_err(|e| StorageError::store("open", path.display(), e))?;
         Ok(Arc::new(store))
@@ -756,7 +846,8 @@ fn open_store(config: &EngineConfig) -> Result<Arc<dyn ObjectStore>> {
                 // `parse_url_opts` skips keys it does not know; a typo in an explicit option
                 // must not silently fall back to the defaults. Values are never reported.
                 for (key, _) in &config.object_store_options {
-                    if key.to_ascii_lowercase().parse::<object_store::aws::AmazonS3ConfigKey>().is_err() {
+                    let lower = key.to_ascii_lowercase();
+                    if lower.parse::<object_store::aws::AmazonS3ConfigKey>().is_err() {
                         return Err(bad(format!("unknown S3 option {key}")));
                     }
                 }
@@ -827,7 +918,8 @@ async fn recover_orphans(
     if orphans.is_empty() {
         return Ok(false);
     }
-    let replaced_by_listed: HashSet<u64> = manifest.files.iter().flat_map(|f| f.compacted_from.iter().copied()).collect();
+    let replaced_by_listed: HashSet<u64> =
+        manifest.files.iter().flat_map(|f| f.compacted_from.iter().copied()).collect();
     let mut opened: Vec<DataFile> = Vec::new();
     for (path, size) in orphans {
         match open_data_file(store, &path, size).await {
@@ -840,7 +932,9 @@ async fn recover_orphans(
             }
         }
     }
-    let wal_covers = |range: LsnRange| first_unflushed.is_some_and(|first| first <= range.min) && range.max <= wal_last_lsn;
+    let wal_covers = |range: LsnRange| {
+        first_unflushed.is_some_and(|first| first <= range.min) && range.max <= wal_last_lsn
+    };
     let served_ids: HashSet<u64> = files.iter().map(|f| f.meta.id).collect();
     let mut batch_sizes: HashMap<u64, u32> = HashMap::new();
     for file in &opened {
@@ -851,7 +945,9 @@ async fn recover_orphans(
     let mut adopt = Vec::new();
     for file in opened {
         let meta = &file.meta;
-        let decision_remove = if replaced_by_listed.contains(&meta.id) || listed_ids.contains(&meta.id) {
+        let decision_remove = if replaced_by_listed.contains(&meta.id)
+            || listed_ids.contains(&meta.id)
+        {
             true
         } else if !meta.compacted_from.is_empty() {
             meta.compacted_from.iter().all(|id| served_ids.contains(id))
@@ -902,7 +998,12 @@ struct ReplayCounts {
 
 /// Applies WAL records after `flushed_lsn` to `table`; returns counts, the deletes seen (as
 /// tombstones) and the catalog updated with the replayed writes.
-fn replay(wal: &Wal, flushed_lsn: u64, table: &Memtable, catalog: Catalog) -> Result<(ReplayCounts, Vec<Tombstone>, Catalog)> {
+fn replay(
+    wal: &Wal,
+    flushed_lsn: u64,
+    table: &Memtable,
+    catalog: Catalog,
+) -> Result<(ReplayCounts, Vec<Tombstone>, Catalog)> {
     let mut counts = ReplayCounts { records: 0, undecodable: 0, points: 0 };
     let mut tombstones = Vec::new();
     for record in wal.replay(flushed_lsn)? {
@@ -930,7 +1031,12 @@ fn replay(wal: &Wal, flushed_lsn: u64, table: &Memtable, catalog: Catalog) -> Re
 }
 
 /// Runs of files to compact. See [`Engine::compact`].
-fn pick_compaction_runs(files: &[Arc<DataFile>], tombstones: &[Tombstone], min_files: usize, force: bool) -> Vec<Vec<Arc<DataFile>>> {
+fn pick_compaction_runs(
+    files: &[Arc<DataFile>],
+    tombstones: &[Tombstone],
+    min_files: usize,
+    force: bool,
+) -> Vec<Vec<Arc<DataFile>>> {
     let mut by_partition: BTreeMap<i64, Vec<Arc<DataFile>>> = BTreeMap::new();
     for file in files {
         by_partition.entry(file.meta.partition_start).or_default().push(file.clone());

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal128Type, Decimal64Type, Float64Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType,
+    Decimal128Type, Decimal64Type, Float64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType,
 };
 use arrow_array::{
     Array, ArrayRef, Decimal64Array, Float64Array, RecordBatch, StringArray,
@@ -43,7 +43,9 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
-use crate::layout::{choose_layout, decimal_mantissa, decimal_to_f64, TimeUnit, UnitTracker, ValueLayout};
+use crate::layout::{
+    choose_layout, decimal_mantissa, decimal_to_f64, TimeUnit, UnitTracker, ValueLayout,
+};
 use crate::memtable::SeriesPoints;
 
 pub const FILE_META_KEY: &str = "minitrue.file";
@@ -65,7 +67,11 @@ pub fn readings_schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             Arc::new(Schema::new(vec![
-                Field::new("time", DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, Some("UTC".into())), false),
+                Field::new(
+                    "time",
+                    DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, Some("UTC".into())),
+                    false,
+                ),
                 Field::new("device_id", DataType::Utf8, false),
                 Field::new("metric", DataType::Utf8, false),
                 Field::new("value", DataType::Float64, false),
@@ -185,11 +191,14 @@ impl SeriesIndex {
         let decompressed;
         let text = match text.strip_prefix(COMPRESSED_INDEX_PREFIX) {
             Some(encoded) => {
-                let compressed = BASE64.decode(encoded).map_err(|e| corrupt(format!("series index base64: {e}")))?;
+                let compressed = BASE64
+                    .decode(encoded)
+                    .map_err(|e| corrupt(format!("series index base64: {e}")))?;
                 // The decompressed size is bounded so a damaged footer cannot claim gigabytes.
                 let bytes = zstd::bulk::decompress(&compressed, MAX_SERIES_INDEX_BYTES)
                     .map_err(|e| corrupt(format!("series index zstd: {e}")))?;
-                decompressed = String::from_utf8(bytes).map_err(|_| corrupt("series index is not utf-8".into()))?;
+                decompressed = String::from_utf8(bytes)
+                    .map_err(|_| corrupt("series index is not utf-8".into()))?;
                 decompressed.as_str()
             }
             None => text,
@@ -198,8 +207,15 @@ impl SeriesIndex {
             .map_err(|e| corrupt(format!("series index is not valid json: {e}")))?;
         let n = json.device.len();
         let lengths = [
-            json.metric.len(), json.row_start.len(), json.rows.len(), json.min_time.len(),
-            json.max_time.len(), json.sum.len(), json.min.len(), json.max.len(), json.first.len(),
+            json.metric.len(),
+            json.row_start.len(),
+            json.rows.len(),
+            json.min_time.len(),
+            json.max_time.len(),
+            json.sum.len(),
+            json.min.len(),
+            json.max.len(),
+            json.first.len(),
             json.last.len(),
         ];
         if lengths.iter().any(|&len| len != n) {
@@ -286,7 +302,11 @@ pub fn partition_start(time: i64, partition_ns: Option<i64>) -> i64 {
 
 /// Object path of a data file: `data/<partition start, UTC, or "all">/<id>-<layout>.parquet`.
 pub fn data_file_path(partition_start: i64, id: u64, layout: ValueLayout) -> String {
-    let partition = if partition_start == UNPARTITIONED { "all".to_string() } else { format_partition(partition_start) };
+    let partition = if partition_start == UNPARTITIONED {
+        "all".to_string()
+    } else {
+        format_partition(partition_start)
+    };
     format!("data/{partition}/{:016x}-{}.parquet", id, layout.tag())
 }
 
@@ -406,7 +426,10 @@ pub fn write_file_set(
     writers.into_values().map(FileWriter::finish).collect()
 }
 
-fn writer_for(writers: &mut BTreeMap<Target, FileWriter>, target: Target) -> Result<&mut FileWriter> {
+fn writer_for(
+    writers: &mut BTreeMap<Target, FileWriter>,
+    target: Target,
+) -> Result<&mut FileWriter> {
     writers
         .get_mut(&target)
         .ok_or_else(|| StorageError::Task(format!("no writer planned for {target:?}")))
@@ -457,7 +480,8 @@ impl FileWriter {
             ValueLayout::Decimal { .. } => Encoding::DELTA_BINARY_PACKED,
             ValueLayout::Float => Encoding::BYTE_STREAM_SPLIT,
         };
-        let zstd = ZstdLevel::try_new(params.zstd_level).map_err(|e| StorageError::parquet(&path, e))?;
+        let zstd =
+            ZstdLevel::try_new(params.zstd_level).map_err(|e| StorageError::parquet(&path, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(zstd))
             .set_statistics_enabled(EnabledStatistics::Page)
@@ -468,12 +492,16 @@ impl FileWriter {
             .set_column_dictionary_enabled(ColumnPath::from("value"), plan.low_cardinality())
             .set_column_encoding(ColumnPath::from("value"), value_encoding)
             .set_column_bloom_filter_enabled(ColumnPath::from("device_id"), true)
-            .set_column_bloom_filter_max_ndv(ColumnPath::from("device_id"), plan.devices.len().max(1) as u64)
+            .set_column_bloom_filter_max_ndv(
+                ColumnPath::from("device_id"),
+                plan.devices.len().max(1) as u64,
+            )
             .set_column_bloom_filter_fpp(ColumnPath::from("device_id"), 0.01)
             .build();
         // The Arrow schema is not embedded: the Parquet types say everything (and it would
         // cost ~0.5 KB per file, which matters for sparse series).
-        let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+        let options =
+            ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
         let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
             .map_err(|e| StorageError::parquet(&path, e))?;
         let meta = FileMeta {
@@ -506,10 +534,17 @@ impl FileWriter {
     }
 
     /// Appends `points[range]` of `key` (sorted by time) as rows.
-    fn append_run(&mut self, key: &SeriesKey, points: &SeriesPoints, range: std::ops::Range<usize>) -> Result<()> {
+    fn append_run(
+        &mut self,
+        key: &SeriesKey,
+        points: &SeriesPoints,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
         let times = &points.times[range.clone()];
         let values = &points.values[range];
-        let Some((&first_time, &last_time)) = times.first().zip(times.last()) else { return Ok(()) };
+        let Some((&first_time, &last_time)) = times.first().zip(times.last()) else {
+            return Ok(());
+        };
         let mut stats = SeriesStats {
             row_start: self.meta.rows,
             rows: times.len() as u64,
@@ -551,7 +586,9 @@ impl FileWriter {
             match self.meta.layout {
                 ValueLayout::Decimal { scale } => {
                     let mantissa = decimal_mantissa(value, scale).ok_or_else(|| {
-                        StorageError::Task(format!("value {value} planned as decimal({scale}) is not exact"))
+                        StorageError::Task(format!(
+                            "value {value} planned as decimal({scale}) is not exact"
+                        ))
                     })?;
                     self.mantissas.push(mantissa);
                 }
@@ -572,9 +609,15 @@ impl FileWriter {
         }
         let times = std::mem::take(&mut self.times);
         let time: ArrayRef = match self.meta.time_unit {
-            TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
-            TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
-            TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+            TimeUnit::Millisecond => {
+                Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC"))
+            }
+            TimeUnit::Microsecond => {
+                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC"))
+            }
+            TimeUnit::Nanosecond => {
+                Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC"))
+            }
         };
         let devices = StringArray::from_iter_values(self.devices.drain(..).map(|s| s.to_string()));
         let metrics = StringArray::from_iter_values(self.metrics.drain(..).map(|s| s.to_string()));
@@ -585,7 +628,10 @@ impl FileWriter {
             ),
             ValueLayout::Float => Arc::new(Float64Array::from(std::mem::take(&mut self.floats))),
         };
-        let batch = RecordBatch::try_new(self.schema.clone(), vec![time, Arc::new(devices), Arc::new(metrics), value])?;
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![time, Arc::new(devices), Arc::new(metrics), value],
+        )?;
         self.writer.write(&batch).map_err(|e| StorageError::parquet(&self.meta.path, e))
     }
 
@@ -595,7 +641,10 @@ impl FileWriter {
         let meta_json = serde_json::to_string(&self.meta)
             .map_err(|e| StorageError::Task(format!("file meta to json: {e}")))?;
         self.writer.append_key_value_metadata(KeyValue::new(FILE_META_KEY.to_string(), meta_json));
-        self.writer.append_key_value_metadata(KeyValue::new(SERIES_INDEX_KEY.to_string(), index.to_json()));
+        self.writer.append_key_value_metadata(KeyValue::new(
+            SERIES_INDEX_KEY.to_string(),
+            index.to_json(),
+        ));
         let path = self.meta.path.clone();
         let bytes = self.writer.into_inner().map_err(|e| StorageError::parquet(&path, e))?;
         let mut meta = self.meta;
@@ -613,24 +662,44 @@ pub struct DataFile {
 
 impl std::fmt::Debug for DataFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataFile").field("meta", &self.meta).field("series", &self.index.len()).finish()
+        f.debug_struct("DataFile")
+            .field("meta", &self.meta)
+            .field("series", &self.index.len())
+            .finish()
     }
 }
 
 impl DataFile {
     /// Builds the engine's view of a file from its parsed footer. `size_bytes` comes from the
     /// store (the footer cannot know it).
-    pub fn from_footer(path: &str, size_bytes: u64, reader_meta: ArrowReaderMetadata) -> Result<DataFile> {
-        let corrupt = |reason: &str| StorageError::CorruptFile { path: path.to_string(), reason: reason.to_string() };
-        let kv = reader_meta.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-        let find = |key: &str| kv.iter().find(|entry| entry.key == key).and_then(|entry| entry.value.clone());
-        let meta_json = find(FILE_META_KEY).ok_or_else(|| corrupt("footer has no minitrue.file metadata"))?;
-        let mut meta: FileMeta = serde_json::from_str(&meta_json)
-            .map_err(|e| StorageError::CorruptFile { path: path.to_string(), reason: format!("file meta: {e}") })?;
+    pub fn from_footer(
+        path: &str,
+        size_bytes: u64,
+        reader_meta: ArrowReaderMetadata,
+    ) -> Result<DataFile> {
+        let corrupt = |reason: &str| StorageError::CorruptFile {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        };
+        let kv = reader_meta
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+            .unwrap_or_default();
+        let find = |key: &str| {
+            kv.iter().find(|entry| entry.key == key).and_then(|entry| entry.value.clone())
+        };
+        let meta_json =
+            find(FILE_META_KEY).ok_or_else(|| corrupt("footer has no minitrue.file metadata"))?;
+        let mut meta: FileMeta = serde_json::from_str(&meta_json).map_err(|e| {
+            StorageError::CorruptFile { path: path.to_string(), reason: format!("file meta: {e}") }
+        })?;
         if meta.format != FILE_FORMAT_VERSION {
             return Err(corrupt("unknown file format version"));
         }
-        let index_json = find(SERIES_INDEX_KEY).ok_or_else(|| corrupt("footer has no minitrue.series metadata"))?;
+        let index_json = find(SERIES_INDEX_KEY)
+            .ok_or_else(|| corrupt("footer has no minitrue.series metadata"))?;
         let index = SeriesIndex::from_json(path, &index_json)?;
         let parquet_rows = reader_meta.metadata().file_metadata().num_rows();
         if parquet_rows < 0 || parquet_rows as u64 != meta.rows {
@@ -651,12 +720,18 @@ pub fn to_readings_batch(meta: &FileMeta, batch: &RecordBatch) -> Result<RecordB
     let time_column = batch.column(0);
     let unit_nanos = meta.time_unit.nanos();
     let times: Vec<i64> = match time_column.data_type() {
-        DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => {
-            time_column.as_primitive::<TimestampMillisecondType>().values().iter().map(|&t| t * unit_nanos).collect()
-        }
-        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
-            time_column.as_primitive::<TimestampMicrosecondType>().values().iter().map(|&t| t * unit_nanos).collect()
-        }
+        DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => time_column
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .iter()
+            .map(|&t| t * unit_nanos)
+            .collect(),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => time_column
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(|&t| t * unit_nanos)
+            .collect(),
         DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => {
             time_column.as_primitive::<TimestampNanosecondType>().values().to_vec()
         }
@@ -666,7 +741,12 @@ pub fn to_readings_batch(meta: &FileMeta, batch: &RecordBatch) -> Result<RecordB
     let values: Vec<f64> = match value_column.data_type() {
         DataType::Decimal64(_, scale) => {
             let scale = *scale as u8;
-            value_column.as_primitive::<Decimal64Type>().values().iter().map(|&m| decimal_to_f64(m, scale)).collect()
+            value_column
+                .as_primitive::<Decimal64Type>()
+                .values()
+                .iter()
+                .map(|&m| decimal_to_f64(m, scale))
+                .collect()
         }
         DataType::Decimal128(_, scale) => {
             let scale = *scale as u8;
@@ -707,8 +787,14 @@ mod tests {
         assert_eq!(format_partition(start), "2023-11-14T000000Z");
         assert_eq!(format_partition(0), "1970-01-01T000000Z");
         assert_eq!(format_partition(partition_start(-1, Some(day))), "1969-12-31T000000Z");
-        assert_eq!(data_file_path(partition_start(-1, None), 1, ValueLayout::Float), "data/all/0000000000000001-f.parquet");
-        assert_eq!(data_file_path(0, 255, ValueLayout::Decimal { scale: 2 }), "data/1970-01-01T000000Z/00000000000000ff-d2.parquet");
+        assert_eq!(
+            data_file_path(partition_start(-1, None), 1, ValueLayout::Float),
+            "data/all/0000000000000001-f.parquet"
+        );
+        assert_eq!(
+            data_file_path(0, 255, ValueLayout::Decimal { scale: 2 }),
+            "data/1970-01-01T000000Z/00000000000000ff-d2.parquet"
+        );
     }
 
     #[test]
@@ -724,7 +810,10 @@ mod tests {
             last_value: f64::from_bits(0x7ff0_0000_0000_0001),
         };
         let index = SeriesIndex {
-            entries: vec![(SeriesKey::new("a", "m").unwrap(), stats), (SeriesKey::new("b", "m").unwrap(), stats)],
+            entries: vec![
+                (SeriesKey::new("a", "m").unwrap(), stats),
+                (SeriesKey::new("b", "m").unwrap(), stats),
+            ],
         };
         let back = SeriesIndex::from_json("x", &index.to_json()).unwrap();
         assert_eq!(back.entries.len(), 2);

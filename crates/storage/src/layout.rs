@@ -191,7 +191,8 @@ mod tests {
         let noise: Vec<f64> = (1..500).map(|i| (i as f64).sqrt() * 1.000001).collect();
         assert_eq!(choose_layout(&noise), ValueLayout::Float);
         // Mostly 8-decimal values with a few float artefacts: decimal with exceptions.
-        let mut mixed: Vec<f64> = (0..1000).map(|i| 70.0 + (i * 7919 % 1000) as f64 * 1e-8).collect();
+        let mut mixed: Vec<f64> =
+            (0..1000).map(|i| 70.0 + (i * 7919 % 1000) as f64 * 1e-8).collect();
         mixed[10] = 74.93588199999998;
         assert!(matches!(choose_layout(&mixed), ValueLayout::Decimal { scale: 8 }));
     }

@@ -167,7 +167,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn corrupt(&self, reason: String) -> StorageError {
-        StorageError::CorruptWalRecord { lsn: self.lsn, reason: format!("{reason} at byte {}", self.pos) }
+        StorageError::CorruptWalRecord {
+            lsn: self.lsn,
+            reason: format!("{reason} at byte {}", self.pos),
+        }
     }
 
     fn remaining(&self) -> usize {
@@ -211,7 +214,9 @@ impl<'a> Reader<'a> {
         let count = self.varint()?;
         let most = self.remaining() / min_item_bytes;
         if count > most as u64 {
-            return Err(self.corrupt(format!("count {count} exceeds what {} bytes hold", self.remaining())));
+            return Err(
+                self.corrupt(format!("count {count} exceeds what {} bytes hold", self.remaining()))
+            );
         }
         Ok(count as usize)
     }
@@ -246,11 +251,8 @@ mod tests {
 
     #[test]
     fn delete_entry_bytes_are_stable() {
-        let delete = DeleteRequest {
-            device_id: "d".into(),
-            metric: None,
-            time: TimeRange::new(-1, 7),
-        };
+        let delete =
+            DeleteRequest { device_id: "d".into(), metric: None, time: TimeRange::new(-1, 7) };
         let hex: String = encode_delete(&delete).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "01020164 00ffffffffffffffff0700000000000000".replace(' ', ""));
     }

@@ -83,7 +83,8 @@ fn parse_version(path: &Path) -> Option<u64> {
 
 /// The bytes of a manifest object.
 pub fn encode_manifest(manifest: &Manifest) -> Result<Vec<u8>> {
-    let body = serde_json::to_vec(manifest).map_err(|e| StorageError::Task(format!("manifest to json: {e}")))?;
+    let body = serde_json::to_vec(manifest)
+        .map_err(|e| StorageError::Task(format!("manifest to json: {e}")))?;
     let mut out = format!(
         "minitrue-manifest {} crc32={:08x} len={}\n",
         MANIFEST_FORMAT_VERSION,
@@ -98,8 +99,10 @@ pub fn encode_manifest(manifest: &Manifest) -> Result<Vec<u8>> {
 /// Parses and verifies a manifest object.
 pub fn decode_manifest(path: &str, bytes: &[u8]) -> Result<Manifest> {
     let corrupt = |reason: String| StorageError::CorruptManifest { path: path.to_string(), reason };
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("no header line".into()))?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("header is not utf-8".into()))?;
+    let newline =
+        bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("no header line".into()))?;
+    let header = std::str::from_utf8(&bytes[..newline])
+        .map_err(|_| corrupt("header is not utf-8".into()))?;
     let body = &bytes[newline + 1..];
     let fields: Vec<&str> = header.split(' ').collect();
     let [magic, format, crc, len] = fields.as_slice() else {
@@ -123,7 +126,8 @@ pub fn decode_manifest(path: &str, bytes: &[u8]) -> Result<Manifest> {
     if actual_crc != expected_crc {
         return Err(corrupt(format!("checksum {actual_crc:08x} != {expected_crc:08x}")));
     }
-    let manifest: Manifest = serde_json::from_slice(body).map_err(|e| corrupt(format!("json: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(body).map_err(|e| corrupt(format!("json: {e}")))?;
     if manifest.format != MANIFEST_FORMAT_VERSION {
         return Err(corrupt(format!("unknown manifest format {}", manifest.format)));
     }
@@ -242,12 +246,18 @@ mod tests {
             manifests.commit(&m).await.unwrap();
         }
         assert_eq!(manifests.versions().await.unwrap().len(), 3);
-        assert!(manifests.commit(&Manifest { version: 5, ..Manifest::empty() }).await.is_err(), "versions are create-only");
+        assert!(
+            manifests.commit(&Manifest { version: 5, ..Manifest::empty() }).await.is_err(),
+            "versions are create-only"
+        );
         // Damage the newest: the one before it loads, and the damage is reported.
         store.put(&version_path(5), PutPayload::from_static(b"garbage")).await.unwrap();
         let loaded = manifests.load().await.unwrap();
         assert_eq!(loaded.manifest.flushed_lsn, 40, "version 4's content");
-        assert_eq!(loaded.manifest.version, 5, "numbered past the damaged version, so the next commit is 6");
+        assert_eq!(
+            loaded.manifest.version, 5,
+            "numbered past the damaged version, so the next commit is 6"
+        );
         assert_eq!(loaded.skipped.len(), 1);
         // Missing newest: the previous loads without complaint.
         store.delete(&version_path(5)).await.unwrap();

@@ -6,7 +6,7 @@
 //! the last write for each timestamp. Deletes rewrite only the series they touch.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -31,7 +31,11 @@ struct SeriesBuffer {
 
 impl SeriesBuffer {
     fn new() -> Self {
-        SeriesBuffer { encoder: Encoder::new(), sorted: true, time: TimeRange::new(i64::MAX, i64::MIN) }
+        SeriesBuffer {
+            encoder: Encoder::new(),
+            sorted: true,
+            time: TimeRange::new(i64::MAX, i64::MIN),
+        }
     }
 
     fn push(&mut self, time: i64, value: f64) {
@@ -161,9 +165,7 @@ impl Memtable {
     }
 
     fn shard_of(&self, series: &SeriesKey) -> &RwLock<Shard> {
-        let mut hasher = self.hasher.build_hasher();
-        series.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % self.shards.len()]
+        &self.shards[(self.hasher.hash_one(series) as usize) % self.shards.len()]
     }
 
     /// Appends the groups of one WAL record (already durable at `lsn`).
@@ -197,7 +199,9 @@ impl Memtable {
             let mut shard = shard.write();
             let keys: Vec<SeriesKey> = shard
                 .iter()
-                .filter(|(key, buffer)| delete.matches_series(key) && buffer.time.overlaps(&delete.time))
+                .filter(|(key, buffer)| {
+                    delete.matches_series(key) && buffer.time.overlaps(&delete.time)
+                })
                 .map(|(key, _)| key.clone())
                 .collect();
             for key in keys {
@@ -215,7 +219,8 @@ impl Memtable {
                     for (&t, &v) in points.times.iter().zip(&points.values) {
                         rebuilt.push(t, v);
                     }
-                    self.encoded_bytes.fetch_add(rebuilt.encoder.encoded_bytes(), Ordering::Relaxed);
+                    self.encoded_bytes
+                        .fetch_add(rebuilt.encoder.encoded_bytes(), Ordering::Relaxed);
                     self.points.fetch_add(rebuilt.encoder.len() as u64, Ordering::Relaxed);
                     shard.insert(key, rebuilt);
                 }
@@ -336,24 +341,23 @@ mod tests {
         let table = Memtable::new(2);
         table.apply_write(1, &[(key("a"), (0..10).map(|t| (t, 1.0)).collect())]);
         table.apply_write(1, &[(key("b"), (0..10).map(|t| (t, 1.0)).collect())]);
-        let delete = DeleteRequest {
-            device_id: "a".into(),
-            metric: None,
-            time: TimeRange::new(3, 5),
-        };
+        let delete =
+            DeleteRequest { device_id: "a".into(), metric: None, time: TimeRange::new(3, 5) };
         assert_eq!(table.apply_delete(2, &delete).unwrap(), 1);
         let a = table.read_series(&key("a"), TimeRange::ALL).unwrap();
         assert_eq!(a.times, vec![0, 1, 2, 6, 7, 8, 9]);
         assert_eq!(table.read_series(&key("b"), TimeRange::ALL).unwrap().len(), 10);
         assert_eq!(table.point_count(), 17);
-        let everything = DeleteRequest { device_id: "b".into(), metric: None, time: TimeRange::ALL };
+        let everything =
+            DeleteRequest { device_id: "b".into(), metric: None, time: TimeRange::ALL };
         table.apply_delete(3, &everything).unwrap();
         assert_eq!(table.series_count(), 1);
     }
 
     #[test]
     fn sort_keep_last_is_stable_for_equal_times() {
-        let mut p = SeriesPoints { times: vec![5, 1, 5, 1, 3], values: vec![1.0, 2.0, 3.0, 4.0, 5.0] };
+        let mut p =
+            SeriesPoints { times: vec![5, 1, 5, 1, 3], values: vec![1.0, 2.0, 3.0, 4.0, 5.0] };
         p.sort_keep_last();
         assert_eq!(p.times, vec![1, 3, 5]);
         assert_eq!(p.values, vec![4.0, 5.0, 3.0]);

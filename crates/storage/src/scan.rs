@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{SeriesKey, TimeRange};
@@ -33,11 +35,15 @@ impl SeriesFilter {
     }
 
     pub fn series(device_id: &str, metric: &str) -> Self {
-        SeriesFilter { device_ids: Some(vec![device_id.to_string()]), metrics: Some(vec![metric.to_string()]) }
+        SeriesFilter {
+            device_ids: Some(vec![device_id.to_string()]),
+            metrics: Some(vec![metric.to_string()]),
+        }
     }
 
     pub fn matches(&self, key: &SeriesKey) -> bool {
-        let device_ok = self.device_ids.as_ref().is_none_or(|ids| ids.iter().any(|d| d == key.device_id()));
+        let device_ok =
+            self.device_ids.as_ref().is_none_or(|ids| ids.iter().any(|d| d == key.device_id()));
         let metric_ok = self.metrics.as_ref().is_none_or(|ms| ms.iter().any(|m| m == key.metric()));
         device_ok && metric_ok
     }
@@ -70,7 +76,10 @@ pub(crate) enum Source {
     File(Arc<DataFile>),
     /// A memtable generation; `through_lsn` is `u64::MAX` for the active one (deletes are
     /// applied to it physically, so no tombstone applies to it).
-    Memtable { table: Arc<Memtable>, through_lsn: u64 },
+    Memtable {
+        table: Arc<Memtable>,
+        through_lsn: u64,
+    },
 }
 
 impl Source {
@@ -124,7 +133,11 @@ impl SourceSet {
                 }
                 Source::Memtable { table, .. } => {
                     for (key, range) in table.series_matching(time, |key| filter.matches(key)) {
-                        by_series.entry(key).or_default().push(Placement { source: source_index, time: range, rows: (0, 0) });
+                        by_series.entry(key).or_default().push(Placement {
+                            source: source_index,
+                            time: range,
+                            rows: (0, 0),
+                        });
                     }
                 }
             }
@@ -149,7 +162,9 @@ impl SourceSet {
     pub fn scan(&self, store: Arc<dyn ObjectStore>, request: ScanRequest) -> Result<BatchStream> {
         if let Some(projection) = &request.projection {
             if let Some(bad) = projection.iter().find(|&&i| i >= 4) {
-                return Err(StorageError::InvalidRequest { reason: format!("no column {bad} in readings") });
+                return Err(StorageError::InvalidRequest {
+                    reason: format!("no column {bad} in readings"),
+                });
             }
         }
         let set = self.clone();
@@ -164,20 +179,32 @@ impl SourceSet {
         // A panic in the producer must reach the reader as an error, not as a short result.
         tokio::spawn(async move {
             if let Err(join_error) = producer.await {
-                let _ = failure_tx.send(Err(StorageError::Task(format!("scan failed: {join_error}")))).await;
+                let _ = failure_tx
+                    .send(Err(StorageError::Task(format!("scan failed: {join_error}"))))
+                    .await;
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let stream =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            );
         Ok(stream.boxed())
     }
 
-    async fn produce(&self, store: &Arc<dyn ObjectStore>, request: &ScanRequest, sink: &mut BatchSink) -> Result<()> {
+    async fn produce(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        request: &ScanRequest,
+        sink: &mut BatchSink,
+    ) -> Result<()> {
         let plan = self.plan(&request.series, request.time);
         let time = request.time;
         let batch_rows = request.batch_rows.max(1);
         // Series held by one source only, or by sources whose time ranges don't meet, are read
         // straight from each source; the rest are merged point by point.
-        let mut direct_file_rows: Vec<Vec<(SeriesKey, (u64, u64))>> = vec![Vec::new(); self.sources.len()];
+        let mut direct_file_rows: Vec<Vec<(SeriesKey, (u64, u64))>> =
+            vec![Vec::new(); self.sources.len()];
         let mut direct_memtable: Vec<Vec<SeriesKey>> = vec![Vec::new(); self.sources.len()];
         let mut merged: Vec<(SeriesKey, Vec<Placement>)> = Vec::new();
         for (key, placements) in plan.series {
@@ -187,7 +214,9 @@ impl SourceSet {
             }
             for placement in placements {
                 match &self.sources[placement.source] {
-                    Source::File(_) => direct_file_rows[placement.source].push((key.clone(), placement.rows)),
+                    Source::File(_) => {
+                        direct_file_rows[placement.source].push((key.clone(), placement.rows))
+                    }
                     Source::Memtable { .. } => direct_memtable[placement.source].push(key.clone()),
                 }
             }
@@ -269,7 +298,12 @@ impl SourceSet {
     }
 
     /// The points of one series from every source (used by compaction and catalog repair).
-    pub async fn series_points(&self, store: &Arc<dyn ObjectStore>, key: &SeriesKey, time: TimeRange) -> Result<SeriesPoints> {
+    pub async fn series_points(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        key: &SeriesKey,
+        time: TimeRange,
+    ) -> Result<SeriesPoints> {
         let filter = SeriesFilter::series(key.device_id(), key.metric());
         let plan = self.plan(&filter, time);
         match plan.series.into_iter().find(|(k, _)| k == key) {
@@ -285,7 +319,8 @@ impl SourceSet {
         keys: &[SeriesKey],
     ) -> Result<HashMap<SeriesKey, SeriesPoints>> {
         let wanted: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
-        let mut per_source: Vec<HashMap<SeriesKey, SeriesPoints>> = Vec::with_capacity(self.sources.len());
+        let mut per_source: Vec<HashMap<SeriesKey, SeriesPoints>> =
+            Vec::with_capacity(self.sources.len());
         for (source_index, source) in self.sources.iter().enumerate() {
             let mut found: HashMap<SeriesKey, SeriesPoints> = HashMap::new();
             match source {
@@ -352,10 +387,13 @@ fn collect_batch(batch: &RecordBatch, out: &mut HashMap<SeriesKey, SeriesPoints>
     let (times, devices, metrics, values) = readings_columns(batch)?;
     let mut current: Option<SeriesKey> = None;
     for row in 0..batch.num_rows() {
-        let same = current.as_ref().is_some_and(|k| k.device_id() == devices.value(row) && k.metric() == metrics.value(row));
+        let same = current.as_ref().is_some_and(|k| {
+            k.device_id() == devices.value(row) && k.metric() == metrics.value(row)
+        });
         if !same {
-            let key = SeriesKey::new(devices.value(row), metrics.value(row))
-                .map_err(|e| StorageError::CorruptFile { path: "(scan)".into(), reason: e.to_string() })?;
+            let key = SeriesKey::new(devices.value(row), metrics.value(row)).map_err(|e| {
+                StorageError::CorruptFile { path: "(scan)".into(), reason: e.to_string() }
+            })?;
             current = Some(key);
         }
         if let Some(key) = &current {
@@ -367,7 +405,9 @@ fn collect_batch(batch: &RecordBatch, out: &mut HashMap<SeriesKey, SeriesPoints>
     Ok(())
 }
 
-fn readings_columns(batch: &RecordBatch) -> Result<(&TimestampNanosecondArray, &StringArray, &StringArray, &Float64Array)> {
+fn readings_columns(
+    batch: &RecordBatch,
+) -> Result<(&TimestampNanosecondArray, &StringArray, &StringArray, &Float64Array)> {
     let bad = || StorageError::Task("batch is not in readings schema".to_string());
     Ok((
         batch.column(0).as_any().downcast_ref().ok_or_else(bad)?,
@@ -461,13 +501,15 @@ pub(crate) async fn read_file_rows(
     if groups.is_empty() {
         return Ok(futures::stream::empty().boxed());
     }
-    let reader = ObjectFileReader::new(store.clone(), Path::from(path.as_str()), file.meta.size_bytes);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.reader_meta.clone())
-        .with_row_groups(groups)
-        .with_row_selection(RowSelection::from(selectors))
-        .with_batch_size(batch_rows)
-        .build()
-        .map_err(|e| StorageError::parquet(&path, e))?;
+    let reader =
+        ObjectFileReader::new(store.clone(), Path::from(path.as_str()), file.meta.size_bytes);
+    let stream =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.reader_meta.clone())
+            .with_row_groups(groups)
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| StorageError::parquet(&path, e))?;
     let file = file.clone();
     Ok(stream
         .map(move |batch| match batch {
@@ -537,7 +579,10 @@ impl BatchBuilder {
         let batch = RecordBatch::try_new(
             readings_schema(),
             vec![
-                Arc::new(TimestampNanosecondArray::from(std::mem::take(&mut self.times)).with_timezone("UTC")),
+                Arc::new(
+                    TimestampNanosecondArray::from(std::mem::take(&mut self.times))
+                        .with_timezone("UTC"),
+                ),
                 devices,
                 metrics,
                 Arc::new(Float64Array::from(std::mem::take(&mut self.values))),

@@ -29,8 +29,13 @@ pub fn point(device: &str, metric: &str, time: i64, value: f64) -> Point {
 }
 
 /// Every row of a scan as (device, metric, time) -> value bits, asserting no duplicates.
-pub async fn scan_map(engine: &Engine, filter: SeriesFilter, time: TimeRange) -> BTreeMap<(String, String, i64), u64> {
-    let batches: Vec<RecordBatch> = engine.scan(ScanRequest::new(filter, time)).unwrap().try_collect().await.unwrap();
+pub async fn scan_map(
+    engine: &Engine,
+    filter: SeriesFilter,
+    time: TimeRange,
+) -> BTreeMap<(String, String, i64), u64> {
+    let batches: Vec<RecordBatch> =
+        engine.scan(ScanRequest::new(filter, time)).unwrap().try_collect().await.unwrap();
     let mut out = BTreeMap::new();
     for batch in batches {
         let times = batch.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
@@ -38,7 +43,8 @@ pub async fn scan_map(engine: &Engine, filter: SeriesFilter, time: TimeRange) ->
         let metrics = batch.column(2).as_any().downcast_ref::<StringArray>().unwrap();
         let values = batch.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
         for row in 0..batch.num_rows() {
-            let k = (devices.value(row).to_string(), metrics.value(row).to_string(), times.value(row));
+            let k =
+                (devices.value(row).to_string(), metrics.value(row).to_string(), times.value(row));
             let previous = out.insert(k.clone(), values.value(row).to_bits());
             assert!(previous.is_none(), "duplicate row {k:?}");
         }
@@ -53,6 +59,11 @@ pub async fn scan_all(engine: &Engine) -> BTreeMap<(String, String, i64), u64> {
 pub fn expected(points: &[Point]) -> BTreeMap<(String, String, i64), u64> {
     points
         .iter()
-        .map(|p| ((p.series.device_id().to_string(), p.series.metric().to_string(), p.time), p.value.to_bits()))
+        .map(|p| {
+            (
+                (p.series.device_id().to_string(), p.series.metric().to_string(), p.time),
+                p.value.to_bits(),
+            )
+        })
         .collect()
 }

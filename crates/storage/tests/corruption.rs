@@ -13,7 +13,8 @@ fn batch(device: &str, n: i64) -> Vec<minitrue_common::Point> {
 }
 
 fn files_in(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = walk(dir).into_iter().filter(|p| p.to_string_lossy().ends_with(suffix)).collect();
+    let mut out: Vec<_> =
+        walk(dir).into_iter().filter(|p| p.to_string_lossy().ends_with(suffix)).collect();
     out.sort();
     out
 }
@@ -22,13 +23,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
     }
     out
 }
 
 /// Writes `count` batches (one WAL record each) for devices dev_00 .. and "crashes".
-async fn write_batches_and_crash(dir: &std::path::Path, count: usize) -> Vec<minitrue_common::Point> {
+async fn write_batches_and_crash(
+    dir: &std::path::Path,
+    count: usize,
+) -> Vec<minitrue_common::Point> {
     let engine = open(config(dir)).await;
     let mut all = Vec::new();
     for i in 0..count {
@@ -171,8 +179,13 @@ async fn interrupted_flush_leaves_no_duplicates() {
     let second = batch("second", 40);
     engine.write(&second).await.unwrap();
     drop(engine);
-    let saved_wal: Vec<(std::path::PathBuf, Vec<u8>)> =
-        files_in(&dir.path().join("wal"), "").into_iter().map(|p| { let b = std::fs::read(&p).unwrap(); (p, b) }).collect();
+    let saved_wal: Vec<(std::path::PathBuf, Vec<u8>)> = files_in(&dir.path().join("wal"), "")
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
     let saved_manifests = files_in(&dir.path().join("store/manifest"), ".json");
 
     let engine = open(config(dir.path())).await;

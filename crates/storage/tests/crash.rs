@@ -124,7 +124,10 @@ fn acknowledged_points_survive_sigkill() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("child exited early in round {round}: {status}");
             }
-            assert!(std::time::Instant::now() < deadline, "child made no progress in round {round}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child made no progress in round {round}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
@@ -166,11 +169,16 @@ fn acknowledged_points_survive_sigkill() {
     for (&(round, task), &last) in &batches_to_check {
         for i in 0..=last {
             let points = batch(round, task, i);
-            let target = if acked.contains(&(round, task, i)) { &mut must_exist } else { &mut may_exist };
+            let target =
+                if acked.contains(&(round, task, i)) { &mut must_exist } else { &mut may_exist };
             target.extend(expected(&points));
         }
     }
-    assert!(must_exist.len() > 1000, "too little was acknowledged to prove anything: {}", must_exist.len());
+    assert!(
+        must_exist.len() > 1000,
+        "too little was acknowledged to prove anything: {}",
+        must_exist.len()
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

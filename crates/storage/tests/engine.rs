@@ -16,7 +16,12 @@ fn smartcity_like(devices: usize, seconds: i64) -> Vec<minitrue_common::Point> {
         let device = format!("sensor_{d:05}");
         for s in 0..seconds {
             let t = T0 + s * SECOND;
-            points.push(point(&device, "temperature", t, ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0));
+            points.push(point(
+                &device,
+                "temperature",
+                t,
+                ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0,
+            ));
             points.push(point(&device, "humidity", t, ((550 + (s * 3) % 20) as f64) / 10.0));
             points.push(point(&device, "motion", t, (s % 17 == 0) as i64 as f64));
         }
@@ -55,7 +60,8 @@ async fn unflushed_points_are_replayed_exactly_once() {
     let engine = open(config(dir.path())).await;
     engine.write(&first).await.unwrap();
     engine.flush().await.unwrap();
-    let second: Vec<_> = (0..50).map(|s| point("late", "temperature", T0 + s * SECOND, s as f64)).collect();
+    let second: Vec<_> =
+        (0..50).map(|s| point("late", "temperature", T0 + s * SECOND, s as f64)).collect();
     engine.write(&second).await.unwrap();
     drop(engine); // no close: like a crash after the WAL append
 
@@ -71,12 +77,19 @@ async fn unflushed_points_are_replayed_exactly_once() {
 async fn last_write_wins_across_memtable_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(config(dir.path())).await;
-    engine.write(&[point("d", "t", 10, 1.0), point("d", "t", 20, 2.0), point("d", "t", 30, 3.0)]).await.unwrap();
+    engine
+        .write(&[point("d", "t", 10, 1.0), point("d", "t", 20, 2.0), point("d", "t", 30, 3.0)])
+        .await
+        .unwrap();
     engine.flush().await.unwrap();
     // Rewrite one stored point, arrive out of order, repeat inside a batch.
-    engine.write(&[point("d", "t", 20, 20.0), point("d", "t", 5, 0.5), point("d", "t", 20, 21.0)]).await.unwrap();
+    engine
+        .write(&[point("d", "t", 20, 20.0), point("d", "t", 5, 0.5), point("d", "t", 20, 21.0)])
+        .await
+        .unwrap();
     let rows = scan_all(&engine).await;
-    let values: Vec<(i64, f64)> = rows.iter().map(|((_, _, t), v)| (*t, f64::from_bits(*v))).collect();
+    let values: Vec<(i64, f64)> =
+        rows.iter().map(|((_, _, t), v)| (*t, f64::from_bits(*v))).collect();
     assert_eq!(values, vec![(5, 0.5), (10, 1.0), (20, 21.0), (30, 3.0)]);
     engine.flush().await.unwrap();
     assert_eq!(engine.files().len(), 2);
@@ -105,14 +118,18 @@ async fn every_float_bit_pattern_round_trips_through_files() {
         21.37,
     ];
     // Mostly decimals so the series gets a decimal layout and the specials become exceptions.
-    let mut points: Vec<_> = (0..200).map(|i| point("d", "v", T0 + i * SECOND, (i % 13) as f64 / 10.0)).collect();
+    let mut points: Vec<_> =
+        (0..200).map(|i| point("d", "v", T0 + i * SECOND, (i % 13) as f64 / 10.0)).collect();
     for (i, v) in specials.iter().enumerate() {
         points.push(point("d", "v", T0 + (1000 + i as i64) * SECOND, *v));
     }
     engine.write(&points).await.unwrap();
     engine.flush().await.unwrap();
     let layouts: Vec<String> = engine.files().iter().map(|f| format!("{:?}", f.layout)).collect();
-    assert!(layouts.contains(&"Float".to_string()) && layouts.iter().any(|l| l.starts_with("Decimal")), "{layouts:?}");
+    assert!(
+        layouts.contains(&"Float".to_string()) && layouts.iter().any(|l| l.starts_with("Decimal")),
+        "{layouts:?}"
+    );
     assert_eq!(scan_all(&engine).await, expected(&points));
 }
 
@@ -126,11 +143,16 @@ async fn scans_prune_by_series_time_and_project() {
     engine.write(&points[points.len() / 2..]).await.unwrap();
 
     let window = TimeRange::new(T0 + 100 * SECOND, T0 + 199 * SECOND);
-    let filter = SeriesFilter { device_ids: Some(vec!["sensor_00001".into(), "sensor_00002".into()]), metrics: Some(vec!["humidity".into()]) };
+    let filter = SeriesFilter {
+        device_ids: Some(vec!["sensor_00001".into(), "sensor_00002".into()]),
+        metrics: Some(vec!["humidity".into()]),
+    };
     let rows = scan_map(&engine, filter.clone(), window).await;
     let want: std::collections::BTreeMap<_, _> = expected(&points)
         .into_iter()
-        .filter(|((d, m, t), _)| (d == "sensor_00001" || d == "sensor_00002") && m == "humidity" && window.contains(*t))
+        .filter(|((d, m, t), _)| {
+            (d == "sensor_00001" || d == "sensor_00002") && m == "humidity" && window.contains(*t)
+        })
         .collect();
     assert_eq!(rows.len(), 200);
     assert_eq!(rows, want);
@@ -152,12 +174,15 @@ async fn partitions_split_files_by_day() {
     let mut cfg = config(dir.path());
     cfg.partition = Some(std::time::Duration::from_secs(86_400));
     let engine = open(cfg).await;
-    let points: Vec<_> = (0..6).map(|h| point("d", "t", T0 + h * 6 * 3600 * SECOND, h as f64)).collect();
+    let points: Vec<_> =
+        (0..6).map(|h| point("d", "t", T0 + h * 6 * 3600 * SECOND, h as f64)).collect();
     engine.write(&points).await.unwrap();
     engine.flush().await.unwrap();
     let files = engine.files();
-    let partitions: std::collections::BTreeSet<i64> = files.iter().map(|f| f.partition_start).collect();
-    let days: std::collections::BTreeSet<i64> = points.iter().map(|p| p.time.div_euclid(DAY) * DAY).collect();
+    let partitions: std::collections::BTreeSet<i64> =
+        files.iter().map(|f| f.partition_start).collect();
+    let days: std::collections::BTreeSet<i64> =
+        points.iter().map(|p| p.time.div_euclid(DAY) * DAY).collect();
     assert_eq!(partitions, days, "one file per UTC day touched");
     assert!(files.iter().all(|f| f.time.start.div_euclid(DAY) == f.time.end.div_euclid(DAY)));
     assert_eq!(scan_all(&engine).await, expected(&points));
@@ -173,10 +198,27 @@ async fn deletes_hide_points_at_once_and_survive_restart_and_compaction() {
     engine.write(&points[points.len() / 2..]).await.unwrap();
 
     let range = TimeRange::new(T0 + 10 * SECOND, T0 + 89 * SECOND);
-    engine.delete(DeleteRequest { device_id: "sensor_00001".into(), metric: Some("temperature".into()), time: range }).await.unwrap();
-    engine.delete(DeleteRequest { device_id: "sensor_00002".into(), metric: None, time: TimeRange::ALL }).await.unwrap();
-    let survives = |d: &str, m: &str, t: i64| !(d == "sensor_00002" || (d == "sensor_00001" && m == "temperature" && range.contains(t)));
-    let want: std::collections::BTreeMap<_, _> = expected(&points).into_iter().filter(|((d, m, t), _)| survives(d, m, *t)).collect();
+    engine
+        .delete(DeleteRequest {
+            device_id: "sensor_00001".into(),
+            metric: Some("temperature".into()),
+            time: range,
+        })
+        .await
+        .unwrap();
+    engine
+        .delete(DeleteRequest {
+            device_id: "sensor_00002".into(),
+            metric: None,
+            time: TimeRange::ALL,
+        })
+        .await
+        .unwrap();
+    let survives = |d: &str, m: &str, t: i64| {
+        !(d == "sensor_00002" || (d == "sensor_00001" && m == "temperature" && range.contains(t)))
+    };
+    let want: std::collections::BTreeMap<_, _> =
+        expected(&points).into_iter().filter(|((d, m, t), _)| survives(d, m, *t)).collect();
     assert_eq!(scan_all(&engine).await, want, "right after the delete");
     assert!(engine.series_info(&key("sensor_00002", "humidity")).is_none());
     assert_eq!(engine.series_info(&key("sensor_00001", "temperature")).unwrap().points, 20);
@@ -189,7 +231,11 @@ async fn deletes_hide_points_at_once_and_survive_restart_and_compaction() {
 
     drop(engine);
     let engine = open(config(dir.path())).await;
-    assert_eq!(scan_all(&engine).await, want_after, "after restart (deletes replayed from the WAL)");
+    assert_eq!(
+        scan_all(&engine).await,
+        want_after,
+        "after restart (deletes replayed from the WAL)"
+    );
     engine.flush().await.unwrap();
     drop(engine);
     let engine = open(config(dir.path())).await;
@@ -198,7 +244,11 @@ async fn deletes_hide_points_at_once_and_survive_restart_and_compaction() {
     let rows_before: u64 = engine.files().iter().map(|f| f.rows).sum();
     engine.compact(true).await.unwrap();
     let rows_after: u64 = engine.files().iter().map(|f| f.rows).sum();
-    assert_eq!(rows_after, want_after.len() as u64, "compaction removed deleted rows physically ({rows_before} before)");
+    assert_eq!(
+        rows_after,
+        want_after.len() as u64,
+        "compaction removed deleted rows physically ({rows_before} before)"
+    );
     assert_eq!(scan_all(&engine).await, want_after);
 }
 
@@ -210,7 +260,8 @@ async fn compaction_merges_small_files_by_level() {
     let engine = open(cfg).await;
     let mut all = Vec::new();
     for round in 0..3 {
-        let points: Vec<_> = (0..100).map(|s| point("d", "t", T0 + (round * 100 + s) * SECOND, s as f64)).collect();
+        let points: Vec<_> =
+            (0..100).map(|s| point("d", "t", T0 + (round * 100 + s) * SECOND, s as f64)).collect();
         engine.write(&points).await.unwrap();
         engine.flush().await.unwrap();
         all.extend(points);

@@ -70,7 +70,11 @@ impl Moto {
                     return moto;
                 }
             }
-            assert!(Instant::now() < deadline, "moto did not answer within 60 s; log:\n{}", moto.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer within 60 s; log:\n{}",
+                moto.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -107,7 +111,12 @@ impl Moto {
     fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let response = self.http("GET", &format!("/{bucket}?list-type=2&prefix={prefix}")).unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "list {bucket}: {response}");
-        response.split("<Key>").skip(1).filter_map(|rest| rest.split_once("</Key>")).map(|(key, _)| key.to_string()).collect()
+        response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>"))
+            .map(|(key, _)| key.to_string())
+            .collect()
     }
 }
 
@@ -135,7 +144,12 @@ fn readings(devices: usize, from_second: i64, seconds: i64) -> Vec<minitrue_comm
         let device = format!("sensor_{d:05}");
         for s in from_second..from_second + seconds {
             let t = T0 + s * SECOND;
-            points.push(point(&device, "temperature", t, ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0));
+            points.push(point(
+                &device,
+                "temperature",
+                t,
+                ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0,
+            ));
             points.push(point(&device, "humidity", t, ((550 + (s * 3) % 20) as f64) / 10.0));
             points.push(point(&device, "vibration", t, (s as f64 * 0.37 + d as f64).sin()));
         }
@@ -172,7 +186,10 @@ async fn engine_round_trips_through_s3_across_restarts_deletes_and_compaction() 
     let keys = moto.keys(BUCKET, "");
     assert!(keys.iter().all(|k| k.starts_with(&format!("{PREFIX}/"))), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with(&format!("{PREFIX}/manifest/"))), "{keys:?}");
-    let parquet = keys.iter().filter(|k| k.starts_with(&format!("{PREFIX}/data/")) && k.ends_with(".parquet")).count();
+    let parquet = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{PREFIX}/data/")) && k.ends_with(".parquet"))
+        .count();
     assert_eq!(parquet, files_before_compaction, "{keys:?}");
     assert!(!data_dir.join("store").exists(), "nothing is written to the local store");
 
@@ -181,13 +198,26 @@ async fn engine_round_trips_through_s3_across_restarts_deletes_and_compaction() 
     assert!(report.files_missing.is_empty() && report.files_corrupt.is_empty(), "{report:?}");
     assert_eq!(scan_all(&engine).await, expected(&points), "after restart");
 
-    engine.delete(DeleteRequest { device_id: "sensor_00001".into(), metric: None, time: TimeRange::ALL }).await.unwrap();
-    let want: std::collections::BTreeMap<_, _> =
-        expected(&points).into_iter().filter(|((device, _, _), _)| device != "sensor_00001").collect();
+    engine
+        .delete(DeleteRequest {
+            device_id: "sensor_00001".into(),
+            metric: None,
+            time: TimeRange::ALL,
+        })
+        .await
+        .unwrap();
+    let want: std::collections::BTreeMap<_, _> = expected(&points)
+        .into_iter()
+        .filter(|((device, _, _), _)| device != "sensor_00001")
+        .collect();
     assert_eq!(scan_all(&engine).await, want, "right after the delete");
     let compaction = engine.compact(true).await.unwrap();
     assert!(compaction.files_in >= 2, "{compaction:?}");
-    assert_eq!(compaction.rows_out, want.len() as u64, "deleted rows are gone physically: {compaction:?}");
+    assert_eq!(
+        compaction.rows_out,
+        want.len() as u64,
+        "deleted rows are gone physically: {compaction:?}"
+    );
     assert_eq!(scan_all(&engine).await, want, "after compaction");
     engine.close().await.unwrap();
     drop(engine);
@@ -213,7 +243,8 @@ async fn bad_store_urls_and_options_are_typed_errors() {
     for (url, options) in cases {
         let mut config = config(dir.path());
         config.object_store_url = Some(url.to_string());
-        config.object_store_options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        config.object_store_options =
+            options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match Engine::open(config).await {
             Err(error @ StorageError::StoreUrl { .. }) => {
                 assert_eq!(error.kind(), ErrorKind::InvalidInput, "{url}: {error}");

@@ -1,12 +1,13 @@
 //! Benchmark commands. Each prints the machine it ran on, absolute figures, and ratios against
 //! a reference measured in the same run (see shared BENCHMARKS.md).
 
-mod datasets;
 mod storage;
 
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
+
+use crate::datasets;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -53,10 +54,21 @@ pub enum Scale {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Storage { scale, python, shared, victoria_metrics, out, zstd_level, page_rows, only, keep_dir } => {
+        BenchCommand::Storage {
+            scale,
+            python,
+            shared,
+            victoria_metrics,
+            out,
+            zstd_level,
+            page_rows,
+            only,
+            keep_dir,
+        } => {
             let shared = shared.unwrap_or_else(datasets::default_shared_dir);
             let tuning = storage::Tuning { zstd_level, page_rows, only, keep_dir };
-            let report = storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?;
+            let report =
+                storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?;
             print!("{report}");
             if let Some(out) = out {
                 std::fs::write(&out, &report)?;
@@ -71,7 +83,11 @@ pub fn machine_description() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     format!("{cores} cores, {:.1} GiB memory", mem_kib as f64 / 1024.0 / 1024.0)
 }

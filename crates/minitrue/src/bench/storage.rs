@@ -17,7 +17,8 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArr
 use minitrue_common::{Point, SeriesKey};
 use minitrue_storage::{Engine, EngineConfig, SyncPolicy};
 
-use super::{datasets, machine_description, Scale};
+use super::{machine_description, Scale};
+use crate::datasets;
 
 struct Measurement {
     name: String,
@@ -38,7 +39,13 @@ pub struct Tuning {
     pub keep_dir: Option<std::path::PathBuf>,
 }
 
-pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>, tuning: &Tuning) -> anyhow::Result<String> {
+pub fn run(
+    scale: Scale,
+    python: &str,
+    shared: &Path,
+    victoria: Option<&Path>,
+    tuning: &Tuning,
+) -> anyhow::Result<String> {
     let (span, devices): (&[&str], &str) = match scale {
         Scale::Tiny => (&["--seconds", "120"], "5"),
         Scale::Full => (&["--hours", "1"], "100"),
@@ -48,7 +55,12 @@ pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>, t
     sets.push(("smartcity".into(), datasets::smartcity(python, shared, &base)?));
     let jitter: Vec<&str> = [&base[..], &["--jitter-ms", "5"]].concat();
     sets.push(("smartcity ±5 ms jitter".into(), datasets::smartcity(python, shared, &jitter)?));
-    for file in ["machine_temperature_system_failure", "ambient_temperature_system_failure", "occupancy_6005", "speed_6005"] {
+    for file in [
+        "machine_temperature_system_failure",
+        "ambient_temperature_system_failure",
+        "occupancy_6005",
+        "speed_6005",
+    ] {
         let path = shared.join("datasets/nab").join(format!("{file}.csv"));
         sets.push((format!("NAB {file}"), datasets::nab(&path)?));
     }
@@ -57,10 +69,17 @@ pub fn run(scale: Scale, python: &str, shared: &Path, victoria: Option<&Path>, t
     let mut rows = Vec::new();
     sets.retain(|(name, _)| tuning.only.as_ref().is_none_or(|only| name.contains(only.as_str())));
     for (name, points) in sets {
-        let keep = tuning.keep_dir.as_ref().map(|dir| dir.join(name.split_whitespace().next_back().unwrap_or("data")));
-        let (memtable_bytes, disk_bytes) = runtime.block_on(minitrue_bytes(&points, tuning, keep.as_deref()))?;
+        let keep = tuning
+            .keep_dir
+            .as_ref()
+            .map(|dir| dir.join(name.split_whitespace().next_back().unwrap_or("data")));
+        let (memtable_bytes, disk_bytes) =
+            runtime.block_on(minitrue_bytes(&points, tuning, keep.as_deref()))?;
         let victoria_bytes = match victoria {
-            Some(binary) => Some(victoria_bytes(binary, &points).with_context(|| format!("VictoriaMetrics on {name}"))?),
+            Some(binary) => Some(
+                victoria_bytes(binary, &points)
+                    .with_context(|| format!("VictoriaMetrics on {name}"))?,
+            ),
             None => None,
         };
         rows.push(Measurement {
@@ -91,10 +110,17 @@ fn by_series(points: &[Point]) -> BTreeMap<SeriesKey, Vec<(i64, f64)>> {
 }
 
 fn paper_bits(points: &[Point]) -> u64 {
-    by_series(points).values().map(|samples| minitrue_gorilla::paper_bit_count(samples.iter().copied())).sum()
+    by_series(points)
+        .values()
+        .map(|samples| minitrue_gorilla::paper_bit_count(samples.iter().copied()))
+        .sum()
 }
 
-async fn minitrue_bytes(points: &[Point], tuning: &Tuning, keep: Option<&Path>) -> anyhow::Result<(usize, u64)> {
+async fn minitrue_bytes(
+    points: &[Point],
+    tuning: &Tuning,
+    keep: Option<&Path>,
+) -> anyhow::Result<(usize, u64)> {
     let dir = tempfile::tempdir()?;
     let mut config = EngineConfig::new(keep.unwrap_or(dir.path()));
     if let Some(level) = tuning.zstd_level {
@@ -119,7 +145,8 @@ async fn minitrue_bytes(points: &[Point], tuning: &Tuning, keep: Option<&Path>) 
 
 fn default_parquet_bytes(points: &[Point]) -> anyhow::Result<usize> {
     let series = by_series(points);
-    let (mut times, mut devices, mut metrics, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut times, mut devices, mut metrics, mut values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (key, samples) in &series {
         for &(t, v) in samples {
             times.push(t);
@@ -163,7 +190,8 @@ fn victoria_bytes(binary: &Path, points: &[Point]) -> anyhow::Result<u64> {
         // precision; the benchmark data is whole milliseconds).
         let mut body = String::new();
         for (key, samples) in by_series(points) {
-            let times: Vec<String> = samples.iter().map(|(t, _)| (t / 1_000_000).to_string()).collect();
+            let times: Vec<String> =
+                samples.iter().map(|(t, _)| (t / 1_000_000).to_string()).collect();
             let values: Vec<String> = samples.iter().map(|(_, v)| format!("{v:?}")).collect();
             writeln!(
                 body,
@@ -176,7 +204,12 @@ fn victoria_bytes(binary: &Path, points: &[Point]) -> anyhow::Result<u64> {
         }
         let import = dir.path().join("import.jsonl");
         std::fs::write(&import, body)?;
-        curl(&["-sf", "--data-binary", &format!("@{}", import.display()), &format!("{base}/api/v1/import")])?;
+        curl(&[
+            "-sf",
+            "--data-binary",
+            &format!("@{}", import.display()),
+            &format!("{base}/api/v1/import"),
+        ])?;
         curl(&["-sf", &format!("{base}/internal/force_flush")])?;
         std::thread::sleep(std::time::Duration::from_secs(2));
         curl(&["-sf", &format!("{base}/internal/force_flush")])?;
@@ -195,7 +228,11 @@ fn victoria_bytes(binary: &Path, points: &[Point]) -> anyhow::Result<u64> {
 
 fn curl(args: &[&str]) -> anyhow::Result<String> {
     let output = std::process::Command::new("curl").args(args).output().context("running curl")?;
-    anyhow::ensure!(output.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
@@ -210,7 +247,10 @@ fn render(scale: Scale, rows: &[Measurement]) -> String {
     let per_point = |bytes: f64, points: usize| bytes / points.max(1) as f64;
     for r in rows {
         let (vm, vm_ratio) = match r.victoria_bytes {
-            Some(b) => (format!("{:.3}", per_point(b as f64, r.points)), format!("{:.2}", r.disk_bytes as f64 / b.max(1) as f64)),
+            Some(b) => (
+                format!("{:.3}", per_point(b as f64, r.points)),
+                format!("{:.2}", r.disk_bytes as f64 / b.max(1) as f64),
+            ),
             None => ("—".into(), "—".into()),
         };
         let _ = writeln!(
@@ -235,6 +275,12 @@ fn render(scale: Scale, rows: &[Measurement]) -> String {
     }
     let nab_disk: u64 = nab.iter().map(|r| r.disk_bytes).sum();
     let nab_paper: f64 = nab.iter().map(|r| r.paper_bytes).sum();
-    let _ = writeln!(out, "\nNAB total: disk ÷ Gorilla paper = {:.3} ({} B vs {:.0} B)", nab_disk as f64 / nab_paper.max(1.0), nab_disk, nab_paper);
+    let _ = writeln!(
+        out,
+        "\nNAB total: disk ÷ Gorilla paper = {:.3} ({} B vs {:.0} B)",
+        nab_disk as f64 / nab_paper.max(1.0),
+        nab_disk,
+        nab_paper
+    );
     out
 }

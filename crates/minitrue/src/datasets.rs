@@ -1,4 +1,5 @@
-//! Loading the benchmark data sets: the smart-city generator and the NAB CSV files.
+//! Reading point files: the smart-city generator's CSV and the NAB CSV files (used by the
+//! benchmarks and by `minitrue import`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,8 +9,15 @@ use minitrue_common::{Point, SeriesKey};
 
 /// `../shared` from the working directory, else from the repository root.
 pub fn default_shared_dir() -> PathBuf {
-    let candidates = [PathBuf::from("../shared"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")];
-    candidates.iter().find(|p| p.join("bench/smartcity.py").exists()).cloned().unwrap_or_else(|| candidates[0].clone())
+    let candidates = [
+        PathBuf::from("../shared"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.join("bench/smartcity.py").exists())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
 }
 
 /// Runs `smartcity.py` with `args` (csv format) and parses its output.
@@ -33,7 +41,9 @@ pub fn parse_time_device_metric_value_csv(text: &str) -> anyhow::Result<Vec<Poin
     let mut keys: std::collections::HashMap<(String, String), SeriesKey> = Default::default();
     for (n, line) in text.lines().enumerate().skip(1) {
         let mut fields = line.split(',');
-        let (Some(t), Some(d), Some(m), Some(v)) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        let (Some(t), Some(d), Some(m), Some(v)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             bail!("line {}: expected 4 fields", n + 1);
         };
         let key = match keys.get(&(d.to_string(), m.to_string())) {
@@ -52,12 +62,19 @@ pub fn parse_time_device_metric_value_csv(text: &str) -> anyhow::Result<Vec<Poin
 /// A NAB file (`timestamp,value`, timestamps `YYYY-MM-DD HH:MM:SS` UTC) as one series named
 /// after the file.
 pub fn nab(path: &Path) -> anyhow::Result<Vec<Point>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("nab");
-    let key = SeriesKey::new(name, "value")?;
+    nab_as(path, &SeriesKey::new(name, "value")?)
+}
+
+/// A NAB-style file (`timestamp,value`) as the series `key`.
+pub fn nab_as(path: &Path, key: &SeriesKey) -> anyhow::Result<Vec<Point>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut points = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let (stamp, value) = line.split_once(',').with_context(|| format!("{}:{}: no comma", path.display(), n + 1))?;
+        let (stamp, value) = line
+            .split_once(',')
+            .with_context(|| format!("{}:{}: no comma", path.display(), n + 1))?;
         points.push(Point::new(key.clone(), parse_datetime_ns(stamp)?, value.trim().parse()?));
     }
     Ok(points)
@@ -67,8 +84,10 @@ pub fn nab(path: &Path) -> anyhow::Result<Vec<Point>> {
 fn parse_datetime_ns(text: &str) -> anyhow::Result<i64> {
     let bad = || anyhow::anyhow!("bad timestamp {text:?}");
     let (date, time) = text.trim().split_once(' ').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let t: Vec<i64> = time.split(':').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let d: Vec<i64> =
+        date.split('-').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let t: Vec<i64> =
+        time.split(':').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
     let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
     Ok((days_from_civil(*y, *m, *day) * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000)
 }
@@ -91,7 +110,10 @@ mod tests {
     #[test]
     fn nab_timestamps_parse_as_utc() {
         assert_eq!(parse_datetime_ns("1970-01-01 00:00:01").unwrap(), 1_000_000_000);
-        assert_eq!(parse_datetime_ns("2013-12-02 21:15:00").unwrap(), 1_386_018_900 * 1_000_000_000);
+        assert_eq!(
+            parse_datetime_ns("2013-12-02 21:15:00").unwrap(),
+            1_386_018_900 * 1_000_000_000
+        );
         assert!(parse_datetime_ns("2013-12-02").is_err());
     }
 }
