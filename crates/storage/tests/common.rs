@@ -9,6 +9,31 @@ use futures::TryStreamExt;
 use minitrue_common::{Point, SeriesKey, TimeRange};
 use minitrue_storage::{Engine, EngineConfig, ScanRequest, SeriesFilter, SyncPolicy};
 
+pub const SECOND: i64 = 1_000_000_000;
+pub const T0: i64 = 1_700_000_000 * SECOND;
+
+/// Smart-city-like readings: per device and second a 2-decimal temperature, a 1-decimal
+/// humidity, a 0/1 motion flag and a float vibration (so every value layout is exercised).
+pub fn readings(devices: usize, from_second: i64, seconds: i64) -> Vec<Point> {
+    let mut points = Vec::new();
+    for d in 0..devices {
+        let device = format!("sensor_{d:05}");
+        for s in from_second..from_second + seconds {
+            let t = T0 + s * SECOND;
+            points.push(point(
+                &device,
+                "temperature",
+                t,
+                ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0,
+            ));
+            points.push(point(&device, "humidity", t, ((550 + (s * 3) % 20) as f64) / 10.0));
+            points.push(point(&device, "motion", t, (s % 17 == 0) as i64 as f64));
+            points.push(point(&device, "vibration", t, (s as f64 * 0.37 + d as f64).sin()));
+        }
+    }
+    points
+}
+
 pub fn config(dir: &std::path::Path) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
     config.background_interval = None;

@@ -5,9 +5,6 @@ mod common;
 use common::*;
 use minitrue_storage::Engine;
 
-const SECOND: i64 = 1_000_000_000;
-const T0: i64 = 1_700_000_000 * SECOND;
-
 fn batch(device: &str, n: i64) -> Vec<minitrue_common::Point> {
     (0..n).map(|s| point(device, "temperature", T0 + s * SECOND, 20.0 + s as f64 / 100.0)).collect()
 }
@@ -46,6 +43,21 @@ async fn write_batches_and_crash(
     }
     drop(engine);
     all
+}
+
+/// An engine with two flushed files: devices "first" and "second", `n` points each.
+async fn two_flushes(
+    dir: &std::path::Path,
+    n: i64,
+) -> (std::sync::Arc<Engine>, Vec<minitrue_common::Point>, Vec<minitrue_common::Point>) {
+    let engine = open(config(dir)).await;
+    let first = batch("first", n);
+    let second = batch("second", n);
+    engine.write(&first).await.unwrap();
+    engine.flush().await.unwrap();
+    engine.write(&second).await.unwrap();
+    engine.flush().await.unwrap();
+    (engine, first, second)
 }
 
 #[tokio::test]
@@ -93,13 +105,7 @@ async fn flipped_byte_mid_wal_loses_only_that_record() {
 #[tokio::test]
 async fn truncated_parquet_file_is_reported_and_the_rest_served() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = open(config(dir.path())).await;
-    let first = batch("first", 100);
-    let second = batch("second", 100);
-    engine.write(&first).await.unwrap();
-    engine.flush().await.unwrap();
-    engine.write(&second).await.unwrap();
-    engine.flush().await.unwrap();
+    let (engine, first, second) = two_flushes(dir.path(), 100).await;
     let damaged = engine.files().last().unwrap().path.clone();
     drop(engine);
     let path = dir.path().join("store").join(&damaged);
@@ -120,13 +126,7 @@ async fn truncated_parquet_file_is_reported_and_the_rest_served() {
 #[tokio::test]
 async fn missing_newest_manifest_version_is_rebuilt_from_file_footers() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = open(config(dir.path())).await;
-    let first = batch("first", 100);
-    let second = batch("second", 100);
-    engine.write(&first).await.unwrap();
-    engine.flush().await.unwrap();
-    engine.write(&second).await.unwrap();
-    engine.flush().await.unwrap();
+    let (engine, first, second) = two_flushes(dir.path(), 100).await;
     drop(engine);
     let manifests = files_in(&dir.path().join("store/manifest"), ".json");
     std::fs::remove_file(manifests.last().unwrap()).unwrap();
@@ -145,13 +145,7 @@ async fn missing_newest_manifest_version_is_rebuilt_from_file_footers() {
 #[tokio::test]
 async fn garbage_newest_manifest_falls_back_and_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = open(config(dir.path())).await;
-    let first = batch("first", 50);
-    engine.write(&first).await.unwrap();
-    engine.flush().await.unwrap();
-    let second = batch("second", 50);
-    engine.write(&second).await.unwrap();
-    engine.flush().await.unwrap();
+    let (engine, first, second) = two_flushes(dir.path(), 50).await;
     drop(engine);
     let manifests = files_in(&dir.path().join("store/manifest"), ".json");
     let newest = manifests.last().unwrap();

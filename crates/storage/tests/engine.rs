@@ -6,27 +6,10 @@ use common::*;
 use minitrue_common::TimeRange;
 use minitrue_storage::{DeleteRequest, Engine, ScanRequest, SeriesFilter};
 
-const SECOND: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * SECOND;
-const T0: i64 = 1_700_000_000 * SECOND;
 
 fn smartcity_like(devices: usize, seconds: i64) -> Vec<minitrue_common::Point> {
-    let mut points = Vec::new();
-    for d in 0..devices {
-        let device = format!("sensor_{d:05}");
-        for s in 0..seconds {
-            let t = T0 + s * SECOND;
-            points.push(point(
-                &device,
-                "temperature",
-                t,
-                ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0,
-            ));
-            points.push(point(&device, "humidity", t, ((550 + (s * 3) % 20) as f64) / 10.0));
-            points.push(point(&device, "motion", t, (s % 17 == 0) as i64 as f64));
-        }
-    }
-    points
+    readings(devices, 0, seconds)
 }
 
 #[tokio::test]

@@ -13,8 +13,6 @@ use common::*;
 use minitrue_common::{ErrorKind, TimeRange};
 use minitrue_storage::{DeleteRequest, Engine, EngineConfig, StorageError};
 
-const SECOND: i64 = 1_000_000_000;
-const T0: i64 = 1_700_000_000 * SECOND;
 const BUCKET: &str = "minitrue-test";
 const PREFIX: &str = "some/prefix";
 
@@ -136,25 +134,6 @@ fn s3_config(dir: &Path, moto: &Moto, url: &str) -> EngineConfig {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     config
-}
-
-fn readings(devices: usize, from_second: i64, seconds: i64) -> Vec<minitrue_common::Point> {
-    let mut points = Vec::new();
-    for d in 0..devices {
-        let device = format!("sensor_{d:05}");
-        for s in from_second..from_second + seconds {
-            let t = T0 + s * SECOND;
-            points.push(point(
-                &device,
-                "temperature",
-                t,
-                ((2100 + (s * 7 + d as i64) % 50) as f64) / 100.0,
-            ));
-            points.push(point(&device, "humidity", t, ((550 + (s * 3) % 20) as f64) / 10.0));
-            points.push(point(&device, "vibration", t, (s as f64 * 0.37 + d as f64).sin()));
-        }
-    }
-    points
 }
 
 #[tokio::test]
