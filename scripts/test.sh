@@ -23,18 +23,8 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --status-level fail --final-status-level fail
-  cargo test --workspace --doc --quiet
-else
-  cargo test --workspace --no-fail-fast
-fi
-
-step "python tests: our Parquet files read back exactly by pyarrow and DuckDB"
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
-"$PY" -m pytest tests/python -q -p no:cacheprovider
 
 step "system packages for the benchmark smoke run"
 if ! command -v victoria-metrics >/dev/null 2>&1; then
@@ -47,4 +37,19 @@ cargo test -p minitrue-gorilla --benches --quiet
   --out "$CARGO_TARGET_DIR/bench-storage-smoke.md"
 
 step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"
-scripts/fuzz.sh 20
+fuzz_log="$CARGO_TARGET_DIR/fuzz-smoke.log"
+if ! scripts/fuzz.sh 20 >"$fuzz_log" 2>&1; then
+  tail -50 "$fuzz_log"; exit 1
+fi
+grep -E "^==> fuzz|^Done [0-9]+ runs" "$fuzz_log"
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --status-level fail --final-status-level fail
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "python tests: our Parquet files read back exactly by pyarrow and DuckDB"
+"$PY" -m pytest tests/python -q -p no:cacheprovider
