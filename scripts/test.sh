@@ -26,9 +26,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
 
-step "system packages for the benchmark smoke run"
-if ! command -v victoria-metrics >/dev/null 2>&1; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q victoria-metrics >/dev/null
+step "system packages (Debian): VictoriaMetrics for the B2 reference, Mosquitto for the MQTT tests"
+missing=()
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
 step "benchmark smoke runs (tiny scale, debug build: they prove the benches work, not speed)"

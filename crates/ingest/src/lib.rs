@@ -39,6 +39,7 @@
 
 mod error;
 pub mod formats;
+pub mod mqtt;
 pub mod topic;
 
 pub use error::IngestError;

@@ -1,0 +1,335 @@
+//! The MQTT subscriber: the door through which sensors' points enter MiniTrue.
+//!
+//! Durability contract: a QoS 1 message is acknowledged (PUBACK) only after every valid point
+//! in it has been written to the [`PointSink`] (the storage engine's WAL, per its sync policy).
+//! Until then the broker holds it; if this process dies, the broker redelivers it to the next
+//! session with the same client id (persistent session: clean session off). Points are unique
+//! by series and time, so redelivery stores nothing twice.
+//!
+//! Messages are taken in batches: everything that arrived while the previous write was in
+//! flight is parsed and written together, so one WAL sync covers many messages. Acks go out in
+//! arrival order (MQTT 3.1.1 §4.6).
+//!
+//! Bad input never stops ingestion: rejected points are counted per reason, logged at a
+//! limited rate, and the message is republished with its reasons to the dead-letter topic.
+//! The message is then acknowledged like any other (redelivering it would not fix it).
+//!
+//! Broker settings this relies on (Mosquitto): `max_inflight_messages` large enough for a
+//! batch (e.g. 1000; the default 20 caps throughput at 20 messages per WAL sync), and
+//! `max_queued_messages 0` with `persistence true`, so a node that is down loses nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use minitrue_common::{ErrorKind, Point};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+
+use crate::formats::{dead_letter_message, Interner, ParsedMessage, Parser, RejectReason};
+
+/// Where parsed points go. The binary wires the storage engine (or, in a cluster, the router).
+pub trait PointSink: Send + Sync + 'static {
+    /// Resolves once the points are durable; an error means none of them may be assumed
+    /// stored (the subscriber retries the same batch).
+    fn write(&self, points: Vec<Point>) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// A sink failure, with the kind of the underlying error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// How the subscriber connects.
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// `mqtt://[user:password@]host:port` or `mqtts://…`.
+    pub broker_url: String,
+    /// Stable per node, so the broker keeps this node's session (and its queued messages).
+    pub client_id: String,
+    /// Where rejected messages are republished with their reasons.
+    pub dead_letter_topic: String,
+    /// Most messages written in one batch (one WAL sync).
+    pub max_batch_messages: usize,
+    /// Largest MQTT packet accepted.
+    pub max_packet_bytes: usize,
+}
+
+impl SubscriberConfig {
+    pub fn new(broker_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+        SubscriberConfig {
+            broker_url: broker_url.into(),
+            client_id: client_id.into(),
+            dead_letter_topic: "minitrue/dead-letter".to_string(),
+            max_batch_messages: 1000,
+            max_packet_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Counters of what the subscriber did, for `system.*` tables and `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub messages: AtomicU64,
+    pub points_accepted: AtomicU64,
+    pub points_rejected: AtomicU64,
+    pub batches: AtomicU64,
+    pub write_retries: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub connections: AtomicU64,
+    rejected_by_reason: reason_counters::ReasonCounters,
+}
+
+impl IngestCounters {
+    /// Rejected points per reason label (every label present, zeros included).
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        self.rejected_by_reason.snapshot()
+    }
+
+    fn count_rejection(&self, reason: &RejectReason) {
+        self.points_rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected_by_reason.add(reason.label());
+    }
+}
+
+/// Per-reason counters without a lock: one atomic per label of [`RejectReason::LABELS`].
+mod reason_counters {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::formats::RejectReason;
+
+    #[derive(Debug)]
+    pub struct ReasonCounters(Vec<(&'static str, AtomicU64)>);
+
+    impl Default for ReasonCounters {
+        fn default() -> Self {
+            ReasonCounters(
+                RejectReason::LABELS.iter().map(|&label| (label, AtomicU64::new(0))).collect(),
+            )
+        }
+    }
+
+    impl ReasonCounters {
+        pub fn add(&self, label: &str) {
+            if let Some((_, counter)) = self.0.iter().find(|(l, _)| *l == label) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+            self.0
+                .iter()
+                .map(|(label, counter)| (*label, counter.load(Ordering::Relaxed)))
+                .collect()
+        }
+    }
+}
+
+/// Errors that stop the subscriber before it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriberError {
+    #[error("bad broker url {url}: {reason}")]
+    BadBrokerUrl { url: String, reason: String },
+}
+
+impl SubscriberError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+}
+
+fn mqtt_options(config: &SubscriberConfig) -> Result<MqttOptions, SubscriberError> {
+    let bad =
+        |reason: String| SubscriberError::BadBrokerUrl { url: config.broker_url.clone(), reason };
+    // rumqttc takes the client id from the URL's query string.
+    let separator = if config.broker_url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}client_id={}", config.broker_url, config.client_id);
+    let mut options = MqttOptions::parse_url(url).map_err(|e| bad(e.to_string()))?;
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(config.max_packet_bytes, config.max_packet_bytes)
+        .set_inflight(
+            u16::try_from(config.max_batch_messages.clamp(10, 65_535)).unwrap_or(u16::MAX),
+        );
+    Ok(options)
+}
+
+/// Runs the subscriber until `shutdown` resolves: connects (and reconnects) to the broker,
+/// subscribes to `parser.subscriptions()` at QoS 1, and feeds `sink`. Returns when shut down.
+pub async fn run_subscriber(
+    config: SubscriberConfig,
+    parser: Arc<Parser>,
+    sink: Arc<dyn PointSink>,
+    counters: Arc<IngestCounters>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SubscriberError> {
+    let options = mqtt_options(&config)?;
+    let (client, eventloop) = AsyncClient::new(options, config.max_batch_messages.max(10));
+    let (publishes_tx, publishes_rx) = mpsc::channel::<Publish>(config.max_batch_messages.max(10));
+    let topics: Vec<String> = parser.subscriptions();
+    let writer = tokio::spawn(write_batches(
+        config.clone(),
+        parser,
+        sink,
+        counters.clone(),
+        client.clone(),
+        publishes_rx,
+    ));
+    tokio::select! {
+        _ = drive_connection(eventloop, client.clone(), topics, publishes_tx, counters) => {}
+        _ = shutdown => {}
+    }
+    // Unacknowledged messages stay with the broker's session for the next start.
+    let _ = client.disconnect().await;
+    writer.abort();
+    Ok(())
+}
+
+/// Polls the connection: forwards publishes to the writer, (re)subscribes on every connect.
+async fn drive_connection(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    topics: Vec<String>,
+    publishes: mpsc::Sender<Publish>,
+    counters: Arc<IngestCounters>,
+) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publishes.send(publish).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                counters.connections.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(topics = ?topics, "connected to mqtt broker");
+                let filters = topics
+                    .iter()
+                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                if let Err(error) = client.subscribe_many(filters).await {
+                    tracing::error!(%error, "mqtt subscribe failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(%error, "mqtt connection error; reconnecting");
+                    last_error_log = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Takes publishes in batches, writes their points durably, then acknowledges them in order.
+async fn write_batches(
+    config: SubscriberConfig,
+    parser: Arc<Parser>,
+    sink: Arc<dyn PointSink>,
+    counters: Arc<IngestCounters>,
+    client: AsyncClient,
+    mut publishes: mpsc::Receiver<Publish>,
+) {
+    let mut interner = Interner::new();
+    let mut parsed = ParsedMessage::new();
+    let mut last_reject_log: Option<Instant> = None;
+    while let Some(first) = publishes.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch_messages {
+            match publishes.try_recv() {
+                Ok(publish) => batch.push(publish),
+                Err(_) => break,
+            }
+        }
+        let received_at = now_ns();
+        let mut points = Vec::new();
+        let mut dead_letters = Vec::new();
+        for publish in &batch {
+            parsed.clear();
+            parser.parse_into(
+                &publish.topic,
+                &publish.payload,
+                received_at,
+                &mut interner,
+                &mut parsed,
+            );
+            if !parsed.rejected.is_empty() {
+                for rejection in &parsed.rejected {
+                    counters.count_rejection(&rejection.reason);
+                }
+                if last_reject_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                    let first = &parsed.rejected[0];
+                    tracing::warn!(topic = %publish.topic, reason = first.label(), detail = %first.detail, rejected = parsed.rejected.len(), "rejected mqtt input (further rejections logged at most every 5 s)");
+                    last_reject_log = Some(Instant::now());
+                }
+                dead_letters.push(dead_letter_message(
+                    &publish.topic,
+                    &publish.payload,
+                    &parsed.rejected,
+                ));
+            }
+            counters.points_accepted.fetch_add(parsed.points.len() as u64, Ordering::Relaxed);
+            points.append(&mut parsed.points);
+        }
+        counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if !points.is_empty() {
+            write_until_durable(&sink, points, &counters).await;
+        }
+        for letter in dead_letters {
+            match client
+                .publish(config.dead_letter_topic.clone(), QoS::AtLeastOnce, false, letter)
+                .await
+            {
+                Ok(()) => {
+                    counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(%error, "could not publish dead letter"),
+            }
+        }
+        for publish in &batch {
+            if let Err(error) = client.ack(publish).await {
+                tracing::warn!(%error, "could not acknowledge mqtt message; the broker will redeliver it");
+            }
+        }
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Retries a failed write with backoff: the batch is neither acknowledged nor dropped, and the
+/// broker holds back new messages meanwhile (its in-flight window is full).
+async fn write_until_durable(
+    sink: &Arc<dyn PointSink>,
+    points: Vec<Point>,
+    counters: &IngestCounters,
+) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match sink.write(points.clone()).await {
+            Ok(()) => return,
+            Err(error) => {
+                counters.write_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, points = points.len(), retry_in_ms = delay.as_millis() as u64, "storing mqtt points failed; retrying, messages stay unacknowledged");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
