@@ -26,10 +26,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
 
-step "system packages (Debian): VictoriaMetrics for the B2 reference, Mosquitto for the MQTT tests"
+step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, psql"
 missing=()
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
@@ -54,5 +56,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "python tests: our Parquet files read back exactly by pyarrow and DuckDB"
+step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql"
 "$PY" -m pytest tests/python -q -p no:cacheprovider

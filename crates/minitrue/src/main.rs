@@ -1,9 +1,11 @@
-//! `minitrue`: the single binary. Today it carries the storage benchmarks and the CSV importer; the node
-//! (`serve`) and the sensor publisher (`publish`) join it as their issues land.
+//! `minitrue`: the single binary: `serve` (a node), `import` (CSV bulk load), `bench`; the
+//! sensor publisher (`publish`) joins it with the MQTT issue.
 
 mod bench;
+mod config;
 mod datasets;
 mod import;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,8 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Run a node: storage, SQL over the Postgres wire protocol, MQTT ingestion.
+    Serve(config::ServeArgs),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
     Import(import::ImportArgs),
 }
@@ -40,5 +44,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench { which } => bench::run(which),
         Command::Import(args) => import::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,0 +1,282 @@
+//! Node configuration: command-line flags > `MINITRUE_*` environment variables > TOML file >
+//! defaults. Every port can be 0 (the OS picks a free one; the bound addresses are printed and
+//! written to `--ready-file`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// What a node does (the seed's modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Ingest and answer queries.
+    All,
+    /// Accept and store data, no query endpoints.
+    #[value(alias = "ingestion")]
+    #[serde(alias = "ingestion")]
+    Ingest,
+    /// Answer queries only.
+    Query,
+}
+
+/// `minitrue serve` flags. Every one may also come from `MINITRUE_<NAME>` (upper case,
+/// underscores) or from the TOML file given by `--config` (same names, underscores).
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (flags and environment override it).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's unique id in the cluster.
+    #[arg(long = "node-id", alias = "node_id")]
+    pub node_id: Option<String>,
+    /// Local directory for the WAL (and the data files, unless --store-url is given).
+    #[arg(long = "data-dir", alias = "data_dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store for data files: file:///path or s3://bucket/prefix.
+    #[arg(long = "store-url")]
+    pub store_url: Option<String>,
+    /// Address every listener binds (default 127.0.0.1: nothing is exposed unless asked).
+    #[arg(long)]
+    pub listen: Option<IpAddr>,
+    /// HTTP API, WebSocket, web UI, /metrics, /health.
+    #[arg(long = "http-port", alias = "port")]
+    pub http_port: Option<u16>,
+    /// Postgres wire protocol.
+    #[arg(long = "pg-port")]
+    pub pg_port: Option<u16>,
+    /// Arrow Flight (Flight SQL and the peer service).
+    #[arg(long = "flight-port")]
+    pub flight_port: Option<u16>,
+    /// Gossip (UDP).
+    #[arg(long = "gossip-port", alias = "tcp_port", alias = "tcp-port")]
+    pub gossip_port: Option<u16>,
+    /// Embedded MQTT broker (used when no --broker is given).
+    #[arg(long = "mqtt-port")]
+    pub mqtt_port: Option<u16>,
+    /// Seed nodes to join: host:gossip_port,…
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
+    #[arg(long)]
+    pub broker: Option<String>,
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Write the bound addresses here as JSON once the node is ready (for scripts and tests).
+    #[arg(long = "ready-file")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub node_id: String,
+    pub data_dir: PathBuf,
+    pub store_url: Option<String>,
+    pub listen: IpAddr,
+    pub http_port: u16,
+    pub pg_port: u16,
+    pub flight_port: u16,
+    pub gossip_port: u16,
+    pub mqtt_port: u16,
+    pub seeds: Vec<String>,
+    pub broker: Option<String>,
+    pub mode: Mode,
+    pub ready_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Layers flags over `env` (a lookup of `MINITRUE_*` variables) over the TOML file over
+    /// defaults.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<NodeConfig> {
+        let file = match &self.config {
+            Some(path) => load_toml(path)?,
+            None => ServeArgs::default(),
+        };
+        let from_env = ServeArgs::from_env(env)?;
+        let pick = |flag: &Option<String>, env: &Option<String>, file: &Option<String>| {
+            flag.clone().or_else(|| env.clone()).or_else(|| file.clone())
+        };
+        macro_rules! layer {
+            ($field:ident) => {
+                self.$field
+                    .clone()
+                    .or_else(|| from_env.$field.clone())
+                    .or_else(|| file.$field.clone())
+            };
+        }
+        let seeds = pick(&self.seeds, &from_env.seeds, &file.seeds).unwrap_or_default();
+        Ok(NodeConfig {
+            node_id: layer!(node_id).unwrap_or_else(|| "node1".to_string()),
+            data_dir: layer!(data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            store_url: layer!(store_url),
+            listen: layer!(listen).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            http_port: layer!(http_port).unwrap_or(8080),
+            pg_port: layer!(pg_port).unwrap_or(5432),
+            flight_port: layer!(flight_port).unwrap_or(50051),
+            gossip_port: layer!(gossip_port).unwrap_or(9000),
+            mqtt_port: layer!(mqtt_port).unwrap_or(1883),
+            seeds: seeds
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            broker: layer!(broker),
+            mode: layer!(mode).unwrap_or(Mode::All),
+            ready_file: layer!(ready_file),
+        })
+    }
+
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ServeArgs> {
+        fn parsed<T: std::str::FromStr>(
+            env: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> anyhow::Result<Option<T>>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match env(name) {
+                None => Ok(None),
+                Some(text) => {
+                    text.parse().map(Some).map_err(|e| anyhow::anyhow!("{name}={text:?}: {e}"))
+                }
+            }
+        }
+        let mode = match env("MINITRUE_MODE") {
+            None => None,
+            Some(text) => Some(
+                Mode::from_str(&text, true)
+                    .map_err(|e| anyhow::anyhow!("MINITRUE_MODE={text:?}: {e}"))?,
+            ),
+        };
+        Ok(ServeArgs {
+            config: None,
+            node_id: env("MINITRUE_NODE_ID"),
+            data_dir: env("MINITRUE_DATA_DIR").map(PathBuf::from),
+            store_url: env("MINITRUE_STORE_URL"),
+            listen: parsed(env, "MINITRUE_LISTEN")?,
+            http_port: parsed(env, "MINITRUE_HTTP_PORT")?,
+            pg_port: parsed(env, "MINITRUE_PG_PORT")?,
+            flight_port: parsed(env, "MINITRUE_FLIGHT_PORT")?,
+            gossip_port: parsed(env, "MINITRUE_GOSSIP_PORT")?,
+            mqtt_port: parsed(env, "MINITRUE_MQTT_PORT")?,
+            seeds: env("MINITRUE_SEEDS"),
+            broker: env("MINITRUE_BROKER"),
+            mode,
+            ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),
+        })
+    }
+}
+
+fn load_toml(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(argv: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).unwrap().args
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let config = parse(&[]).resolve(&no_env).unwrap();
+        assert_eq!(
+            (
+                config.http_port,
+                config.pg_port,
+                config.flight_port,
+                config.gossip_port,
+                config.mqtt_port
+            ),
+            (8080, 5432, 50051, 9000, 1883)
+        );
+        assert_eq!(config.listen, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(config.mode, Mode::All);
+    }
+
+    #[test]
+    fn seed_spellings_are_accepted() {
+        let config = parse(&[
+            "--port",
+            "8081",
+            "--tcp_port",
+            "9001",
+            "--node_id",
+            "ing2",
+            "--data_dir",
+            "/tmp/d",
+            "--mode",
+            "ingestion",
+            "--seeds",
+            "localhost:9000, localhost:9001",
+        ])
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!((config.http_port, config.gossip_port), (8081, 9001));
+        assert_eq!(config.node_id, "ing2");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(config.mode, Mode::Ingest);
+        assert_eq!(config.seeds, vec!["localhost:9000", "localhost:9001"]);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "pg_port = 7000\nhttp_port = 7001\nmqtt_port = 7002\nmode = \"query\"\n",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "MINITRUE_HTTP_PORT" => Some("6001".to_string()),
+            "MINITRUE_MQTT_PORT" => Some("6002".to_string()),
+            _ => None,
+        };
+        let config = parse(&["--config", file.to_str().unwrap(), "--mqtt-port", "5002"])
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(config.pg_port, 7000, "file over default");
+        assert_eq!(config.http_port, 6001, "env over file");
+        assert_eq!(config.mqtt_port, 5002, "flag over env");
+        assert_eq!(config.mode, Mode::Query);
+        assert_eq!(config.gossip_port, 9000, "default");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let env = |name: &str| (name == "MINITRUE_PG_PORT").then(|| "lots".to_string());
+        let error = parse(&[]).resolve(&env).unwrap_err().to_string();
+        assert!(error.contains("MINITRUE_PG_PORT"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "pg_prot = 1\n").unwrap();
+        let error = format!(
+            "{:#}",
+            parse(&["--config", file.to_str().unwrap()]).resolve(&no_env).unwrap_err()
+        );
+        assert!(error.contains("pg_prot"), "unknown keys are refused: {error}");
+    }
+}

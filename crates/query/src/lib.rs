@@ -1,0 +1,214 @@
+//! MiniTrue's SQL layer: a DataFusion session over the storage engine.
+//!
+//! Data flow: the protocol servers (pgwire, Flight SQL, HTTP — crate `server`) take SQL from
+//! clients and run it in the [`SessionContext`] built by [`session`]. DataFusion parses and
+//! plans it; the `readings` table ([`ReadingsTable`]) turns the `WHERE` clause on
+//! `device_id`, `metric` and `time` into a storage [`ScanRequest`](minitrue_storage::ScanRequest)
+//! ([`pushdown`]) and streams [`Engine::scan`] batches through a [`ReadingsScanExec`] into
+//! DataFusion's operators. `INSERT` goes to [`Engine::write`], `DELETE` to
+//! [`Engine::delete`]. `devices` and `system.*` are read from the engine's in-memory state
+//! (last-value cache, manifest, counters), never by scanning points. MiniTrue's functions
+//! (`time_bucket`, `first`, `last`) are registered in the same session ([`functions`]).
+//!
+//! This crate decides nothing about protocols: errors come back as [`QueryError`] with a
+//! [`kind`](QueryError::kind) that the servers map to SQLSTATE / HTTP / gRPC codes.
+
+pub mod error;
+pub mod functions;
+mod guard;
+pub mod pushdown;
+mod readings;
+mod tables;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
+};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use minitrue_storage::Engine;
+
+pub use error::{QueryError, Result};
+pub use guard::DeleteGuard;
+pub use pushdown::ScanBounds;
+pub use readings::{DeleteExec, ReadingsScanExec, ReadingsTable, STORAGE_ROWS};
+
+/// How a session is set up. [`QueryOptions::default`] is what a node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Name of the catalog holding `public` and `system` (what pg clients see as the
+    /// database). Default `minitrue`.
+    pub catalog: String,
+    /// Session time zone: `timestamptz` literals without an offset, `now()` and the type of
+    /// `CAST(… AS TIMESTAMPTZ)` use it. Default `UTC` (the zone of `readings.time`).
+    pub time_zone: String,
+    /// Target rows per batch of a `readings` scan. Default 8192.
+    pub scan_batch_rows: usize,
+    /// Rows per engine write (one WAL record) of an `INSERT`; statements up to this size are
+    /// atomic. Default 65 536.
+    pub insert_chunk_rows: usize,
+    /// DataFusion's parallelism for operators above the scans; `None` = number of cores.
+    pub target_partitions: Option<usize>,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            catalog: "minitrue".to_string(),
+            time_zone: "UTC".to_string(),
+            scan_batch_rows: 8192,
+            insert_chunk_rows: 64 * 1024,
+            target_partitions: None,
+        }
+    }
+}
+
+/// Builds a DataFusion session over `engine`:
+///
+/// * `<catalog>.public.readings(time TIMESTAMP(ns, 'UTC') NOT NULL, device_id TEXT NOT NULL,
+///   metric TEXT NOT NULL, value DOUBLE NOT NULL)` — [`ReadingsTable`];
+/// * `<catalog>.public.devices(device_id, metric, first_time, last_time, last_value, points)`
+///   — the last-value cache;
+/// * `<catalog>.system.files`, `system.storage` (engine and WAL counters, one row) and
+///   `system.series` (same rows as `devices`);
+/// * `information_schema`, MiniTrue's functions, and the [`DeleteGuard`].
+///
+/// The built-in tables cannot be dropped or replaced (`DROP TABLE readings` fails); other
+/// tables a client creates live in this session's memory only. A session may be shared by
+/// many connections (`SessionContext` is cheap to clone and thread-safe).
+pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(options.catalog.as_str(), "public")
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    if let Some(partitions) = options.target_partitions {
+        config = config.with_target_partitions(partitions.max(1));
+    }
+    config.options_mut().execution.time_zone = Some(options.time_zone.clone());
+    let ctx = SessionContext::new_with_config(config);
+
+    let readings = Arc::new(ReadingsTable::new(
+        engine.clone(),
+        options.scan_batch_rows,
+        options.insert_chunk_rows,
+    ));
+    let devices = tables::devices_table(&engine)?;
+    let public = BuiltinSchema::new([
+        ("readings", readings as Arc<dyn TableProvider>),
+        ("devices", devices.clone() as Arc<dyn TableProvider>),
+    ]);
+    let system = BuiltinSchema::new([
+        ("files", tables::files_table(&engine)? as Arc<dyn TableProvider>),
+        ("storage", tables::storage_table(&engine)? as Arc<dyn TableProvider>),
+        ("series", devices as Arc<dyn TableProvider>),
+    ]);
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema("public", Arc::new(public))?;
+    catalog.register_schema("system", Arc::new(system))?;
+    ctx.register_catalog(options.catalog.as_str(), Arc::new(catalog));
+
+    functions::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(DeleteGuard));
+    tracing::debug!(catalog = %options.catalog, time_zone = %options.time_zone, "sql session ready");
+    Ok(ctx)
+}
+
+/// A session plus conveniences that return [`QueryError`]s. Statements that create or drop
+/// objects (DDL) are refused here; use [`QueryEngine::context`] for full DataFusion access.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+}
+
+impl QueryEngine {
+    pub async fn new(engine: Arc<Engine>, options: QueryOptions) -> Result<Self> {
+        Ok(QueryEngine { ctx: session(engine, options).await? })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn sql_options() -> SQLOptions {
+        SQLOptions::new().with_allow_ddl(false)
+    }
+
+    /// Runs one statement and streams its result (for `INSERT`/`DELETE`: one row, `count`).
+    /// Dropping the stream cancels the query.
+    pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let frame = self.ctx.sql_with_options(sql, Self::sql_options()).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Runs one statement and collects its result.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let frame = self.ctx.sql_with_options(sql, Self::sql_options()).await?;
+        Ok(frame.collect().await?)
+    }
+}
+
+/// A schema whose built-in tables are fixed; other tables may be created next to them.
+#[derive(Debug)]
+struct BuiltinSchema {
+    builtin: HashMap<String, Arc<dyn TableProvider>>,
+    created: MemorySchemaProvider,
+}
+
+impl BuiltinSchema {
+    fn new<const N: usize>(tables: [(&str, Arc<dyn TableProvider>); N]) -> Self {
+        BuiltinSchema {
+            builtin: tables.into_iter().map(|(name, table)| (name.to_string(), table)).collect(),
+            created: MemorySchemaProvider::new(),
+        }
+    }
+
+    fn refuse(&self, name: &str, action: &str) -> DfResult<()> {
+        if self.builtin.contains_key(name) {
+            return Err(QueryError::Unsupported {
+                reason: format!("{name} is a built-in table and cannot be {action}"),
+            }
+            .into_datafusion());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for BuiltinSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.builtin.keys().cloned().collect();
+        names.extend(self.created.table_names());
+        names.sort();
+        names
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.builtin.get(name) {
+            Some(table) => Ok(Some(table.clone())),
+            None => self.created.table(name).await,
+        }
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        self.refuse(&name, "replaced")?;
+        self.created.register_table(name, table)
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        self.refuse(name, "dropped")?;
+        self.created.deregister_table(name)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.builtin.contains_key(name) || self.created.table_exist(name)
+    }
+}

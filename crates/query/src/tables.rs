@@ -1,0 +1,237 @@
+//! Tables computed from the engine's in-memory state, never by scanning points: `devices`
+//! (the last-value cache), `system.files` (the manifest) and `system.storage` (counters).
+//!
+//! Each is a [`StreamingTable`] whose single partition takes its snapshot when the query
+//! first polls it, so every query sees the state of that moment.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use minitrue_storage::layout::{TimeUnit as FileTimeUnit, ValueLayout};
+use minitrue_storage::{Engine, FileMeta};
+
+type Builder = fn(&Engine, &SchemaRef) -> Result<RecordBatch, ArrowError>;
+
+/// One partition producing a snapshot batch built by `build` on first poll.
+struct SnapshotPartition {
+    name: &'static str,
+    engine: Arc<Engine>,
+    schema: SchemaRef,
+    build: Builder,
+}
+
+impl fmt::Debug for SnapshotPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotPartition").field("table", &self.name).finish()
+    }
+}
+
+impl PartitionStream for SnapshotPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let engine = self.engine.clone();
+        let schema = self.schema.clone();
+        let build = self.build;
+        let batch = futures::stream::once(async move { Ok(build(&engine, &schema)?) });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batch))
+    }
+}
+
+fn snapshot_table(
+    name: &'static str,
+    engine: &Arc<Engine>,
+    schema: SchemaRef,
+    build: Builder,
+) -> DfResult<Arc<StreamingTable>> {
+    let partition =
+        SnapshotPartition { name, engine: engine.clone(), schema: schema.clone(), build };
+    Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(partition)])?))
+}
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from(values).with_timezone("UTC"))
+}
+
+/// Counters are `u64` in the engine; SQL clients know signed 64-bit integers.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `devices(device_id, metric, first_time, last_time, last_value, points)`: one row per
+/// series, from the engine's last-value cache, sorted by series.
+pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("first_time", timestamp_type(), false),
+        Field::new("last_time", timestamp_type(), false),
+        Field::new("last_value", DataType::Float64, false),
+        Field::new("points", DataType::Int64, false),
+    ]));
+    snapshot_table("devices", engine, schema, |engine, schema| {
+        let series = engine.series();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.device_id()))),
+            Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.metric()))),
+            timestamps(series.iter().map(|s| Some(s.first_time)).collect()),
+            timestamps(series.iter().map(|s| Some(s.last_time)).collect()),
+            Arc::new(Float64Array::from_iter_values(series.iter().map(|s| s.last_value))),
+            Arc::new(Int64Array::from_iter_values(series.iter().map(|s| int(s.points)))),
+        ];
+        RecordBatch::try_new(schema.clone(), columns)
+    })
+}
+
+/// `system.files`: one row per data file currently served, oldest first.
+pub fn files_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("layout", DataType::Utf8, false),
+        Field::new("time_unit", DataType::Utf8, false),
+        Field::new("min_time", timestamp_type(), false),
+        Field::new("max_time", timestamp_type(), false),
+        Field::new("partition_start", timestamp_type(), true),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("series", DataType::Int64, false),
+        Field::new("size_bytes", DataType::Int64, false),
+        Field::new("level", DataType::Int64, false),
+        Field::new("min_lsn", DataType::Int64, false),
+        Field::new("max_lsn", DataType::Int64, false),
+        Field::new("compacted_from", DataType::Int64, false),
+    ]));
+    snapshot_table("system.files", engine, schema, |engine, schema| {
+        let files = engine.files();
+        let ints = |f: fn(&FileMeta) -> u64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(files.iter().map(|m| int(f(m)))))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            ints(|m| m.id),
+            Arc::new(StringArray::from_iter_values(files.iter().map(|m| m.path.as_str()))),
+            Arc::new(StringArray::from_iter_values(files.iter().map(|m| layout_name(m.layout)))),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|m| time_unit_name(m.time_unit)),
+            )),
+            timestamps(files.iter().map(|m| Some(m.time.start)).collect()),
+            timestamps(files.iter().map(|m| Some(m.time.end)).collect()),
+            timestamps(
+                files
+                    .iter()
+                    .map(|m| {
+                        (m.partition_start != minitrue_storage::file_format::UNPARTITIONED)
+                            .then_some(m.partition_start)
+                    })
+                    .collect(),
+            ),
+            ints(|m| m.rows),
+            ints(|m| m.series),
+            ints(|m| m.size_bytes),
+            ints(|m| u64::from(m.level)),
+            ints(|m| m.lsn.min),
+            ints(|m| m.lsn.max),
+            ints(|m| m.compacted_from.len() as u64),
+        ];
+        RecordBatch::try_new(schema.clone(), columns)
+    })
+}
+
+fn layout_name(layout: ValueLayout) -> String {
+    match layout {
+        ValueLayout::Float => "float".to_string(),
+        ValueLayout::Decimal { scale } => format!("decimal({scale})"),
+    }
+}
+
+fn time_unit_name(unit: FileTimeUnit) -> &'static str {
+    match unit {
+        FileTimeUnit::Millisecond => "ms",
+        FileTimeUnit::Microsecond => "us",
+        FileTimeUnit::Nanosecond => "ns",
+    }
+}
+
+/// `system.storage`: one row of the engine's counters and gauges, WAL included.
+pub fn storage_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
+    let fields: Vec<Field> =
+        STORAGE_COLUMNS.iter().map(|name| Field::new(*name, DataType::Int64, false)).collect();
+    let schema = Arc::new(Schema::new(fields));
+    snapshot_table("system.storage", engine, schema, |engine, schema| {
+        let s = engine.stats();
+        let values: [u64; STORAGE_COLUMNS.len()] = [
+            s.points_written,
+            s.write_batches,
+            s.deletes,
+            s.flushes,
+            s.flush_failures,
+            s.compactions,
+            s.files as u64,
+            s.file_bytes,
+            s.file_rows,
+            s.series as u64,
+            s.memtable_bytes as u64,
+            s.memtable_encoded_bytes as u64,
+            s.memtable_points,
+            s.frozen_memtables as u64,
+            s.flushed_lsn,
+            s.wal.records_appended,
+            s.wal.bytes_appended,
+            s.wal.fsyncs,
+            s.wal.group_commit_batches,
+            s.wal.corrupt_records_skipped,
+            s.wal.torn_tail_bytes_truncated,
+            s.wal.segments,
+            s.wal.current_segment_bytes,
+            s.wal.total_bytes,
+            s.wal.last_lsn,
+        ];
+        let columns: Vec<ArrayRef> =
+            values.iter().map(|v| Arc::new(Int64Array::from(vec![int(*v)])) as ArrayRef).collect();
+        RecordBatch::try_new(schema.clone(), columns)
+    })
+}
+
+const STORAGE_COLUMNS: [&str; 25] = [
+    "points_written",
+    "write_batches",
+    "deletes",
+    "flushes",
+    "flush_failures",
+    "compactions",
+    "files",
+    "file_bytes",
+    "file_rows",
+    "series",
+    "memtable_bytes",
+    "memtable_encoded_bytes",
+    "memtable_points",
+    "frozen_memtables",
+    "flushed_lsn",
+    "wal_records_appended",
+    "wal_bytes_appended",
+    "wal_fsyncs",
+    "wal_group_commit_batches",
+    "wal_corrupt_records_skipped",
+    "wal_torn_tail_bytes_truncated",
+    "wal_segments",
+    "wal_current_segment_bytes",
+    "wal_total_bytes",
+    "wal_last_lsn",
+];
