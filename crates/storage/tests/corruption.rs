@@ -105,7 +105,7 @@ async fn flipped_byte_mid_wal_loses_only_that_record() {
 #[tokio::test]
 async fn truncated_parquet_file_is_reported_and_the_rest_served() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, first, second) = two_flushes(dir.path(), 100).await;
+    let (engine, first, _second) = two_flushes(dir.path(), 100).await;
     let damaged = engine.files().last().unwrap().path.clone();
     drop(engine);
     let path = dir.path().join("store").join(&damaged);
