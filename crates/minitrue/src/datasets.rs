@@ -80,27 +80,11 @@ pub fn nab_as(path: &Path, key: &SeriesKey) -> anyhow::Result<Vec<Point>> {
     Ok(points)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) to nanoseconds since the epoch.
+/// `YYYY-MM-DD HH:MM:SS` (UTC) to nanoseconds since the epoch, through the ingest crate's
+/// RFC 3339 parser (which accepts a space for the `T`).
 fn parse_datetime_ns(text: &str) -> anyhow::Result<i64> {
-    let bad = || anyhow::anyhow!("bad timestamp {text:?}");
-    let (date, time) = text.trim().split_once(' ').ok_or_else(bad)?;
-    let d: Vec<i64> =
-        date.split('-').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let t: Vec<i64> =
-        time.split(':').map(|x| x.parse()).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
-    Ok((days_from_civil(*y, *m, *day) * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    minitrue_ingest::parse_rfc3339(&format!("{}Z", text.trim()))
+        .map_err(|e| anyhow::anyhow!("bad timestamp {text:?}: {e:?}"))
 }
 
 #[cfg(test)]
