@@ -1,8 +1,4 @@
-//! MiniTrue's protocol front doors. They translate, they don't decide: every request becomes
-//! SQL on the node's DataFusion session (`minitrue-query`), which reads the storage engine.
-//!
-//! Today: the Postgres wire protocol ([`serve_pgwire`]), so psql, Grafana's PostgreSQL data
-//! source and Postgres drivers connect to MiniTrue as to Postgres.
+//! The Postgres wire protocol front door (pgwire through datafusion-postgres).
 
 use std::future::Future;
 use std::sync::Arc;
