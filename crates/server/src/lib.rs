@@ -1,0 +1,9 @@
+//! MiniTrue's protocol front doors. They translate, they don't decide: every request becomes
+//! SQL on the node's DataFusion session (`minitrue-query`) or a write into the storage engine.
+//!
+//! - [`serve_pgwire`]: the Postgres wire protocol, so psql, Grafana's PostgreSQL data source
+//!   and Postgres drivers connect to MiniTrue as to Postgres.
+
+mod pgwire;
+
+pub use pgwire::serve_pgwire;
