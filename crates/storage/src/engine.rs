@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use tokio::sync::Notify;
 
+use crate::aggregate::{AggregateOutput, AggregateRequest};
 use crate::catalog::{Catalog, SeriesInfo};
 use crate::config::EngineConfig;
 use crate::error::{Result, StorageError};
@@ -414,6 +415,15 @@ impl Engine {
     pub fn scan(&self, request: ScanRequest) -> Result<BatchStream> {
         self.check_open()?;
         self.read_state().sources().scan(self.store.clone(), request)
+    }
+
+    /// Count, exact sum, min and max per series (and bucket) over a time range, from stored
+    /// chunk aggregates where they are exact and by decoding elsewhere; identical to
+    /// aggregating what [`Engine::scan`] returns (see [`crate::aggregate`]). Reads a consistent
+    /// snapshot taken when it starts.
+    pub async fn aggregate(&self, request: AggregateRequest) -> Result<AggregateOutput> {
+        self.check_open()?;
+        self.read_state().sources().aggregate(&self.store, &request).await
     }
 
     /// Every series with its first/last time and last value, from the last-value cache.

@@ -43,6 +43,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::exact::{total_max, total_min, ExactSum, ValueAggregate};
 use crate::layout::{
     choose_layout, decimal_mantissa, decimal_to_f64, TimeUnit, UnitTracker, ValueLayout,
 };
@@ -131,10 +132,53 @@ pub struct SeriesStats {
     pub last_value: f64,
 }
 
+/// Exact aggregates of one series inside one file (its point count is [`SeriesStats::rows`]):
+/// the exact sum and the `totalOrder` minimum and maximum of [`crate::exact`], which the
+/// aggregate fast path merges without changing any result.
+#[derive(Debug, Clone)]
+pub struct ChunkAggregate {
+    pub sum: ExactSum,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl ChunkAggregate {
+    fn of(values: &[f64]) -> ChunkAggregate {
+        let aggregate = ValueAggregate::of(values);
+        ChunkAggregate { sum: aggregate.sum, min: aggregate.min, max: aggregate.max }
+    }
+
+    fn merge(&mut self, other: &ChunkAggregate) {
+        self.sum.merge(&other.sum);
+        self.min = total_min(self.min, other.min);
+        self.max = total_max(self.max, other.max);
+    }
+
+    /// As a [`ValueAggregate`] of `count` points.
+    pub fn to_value_aggregate(&self, count: u64) -> ValueAggregate {
+        ValueAggregate { count, sum: self.sum.clone(), min: self.min, max: self.max }
+    }
+}
+
 /// Per-series stats of one file, sorted by series key.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct SeriesIndex {
     entries: Vec<(SeriesKey, SeriesStats)>,
+    /// Parallel to `entries`; empty for files written before exact aggregates were stored
+    /// (such files are always decoded by aggregates).
+    aggregates: Vec<ChunkAggregate>,
+}
+
+impl PartialEq for SeriesIndex {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+            && self.aggregates.len() == other.aggregates.len()
+            && self.aggregates.iter().zip(&other.aggregates).all(|(a, b)| {
+                a.sum.to_bytes() == b.sum.to_bytes()
+                    && a.min.to_bits() == b.min.to_bits()
+                    && a.max.to_bits() == b.max.to_bits()
+            })
+    }
 }
 
 impl SeriesIndex {
@@ -144,6 +188,12 @@ impl SeriesIndex {
 
     pub fn iter(&self) -> impl Iterator<Item = &(SeriesKey, SeriesStats)> {
         self.entries.iter()
+    }
+
+    /// The exact aggregates of `series` in this file, when the file stores them.
+    pub fn aggregate(&self, series: &SeriesKey) -> Option<&ChunkAggregate> {
+        let position = self.entries.binary_search_by(|(key, _)| key.cmp(series)).ok()?;
+        self.aggregates.get(position)
     }
 
     pub fn len(&self) -> usize {
@@ -176,6 +226,11 @@ impl SeriesIndex {
             json.max.push(stats.max.to_bits());
             json.first.push(stats.first_value.to_bits());
             json.last.push(stats.last_value.to_bits());
+        }
+        for aggregate in &self.aggregates {
+            json.exact_sum.push(hex(&aggregate.sum.to_bytes()));
+            json.total_min.push(aggregate.min.to_bits());
+            json.total_max.push(aggregate.max.to_bits());
         }
         json.devices = devices.into_iter().map(str::to_string).collect();
         let text = serde_json::to_string(&json).unwrap_or_default();
@@ -246,7 +301,26 @@ impl SeriesIndex {
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(corrupt("series index is not sorted".to_string()));
         }
-        Ok(SeriesIndex { entries })
+        let exact_lengths = [json.exact_sum.len(), json.total_min.len(), json.total_max.len()];
+        let mut aggregates = Vec::new();
+        if exact_lengths != [0, 0, 0] {
+            if exact_lengths != [n, n, n] {
+                return Err(corrupt("series index aggregate columns differ in length".into()));
+            }
+            aggregates.reserve(n);
+            for i in 0..n {
+                let bytes = unhex(&json.exact_sum[i])
+                    .ok_or_else(|| corrupt(format!("series {i}: exact sum is not hex")))?;
+                let sum = ExactSum::from_bytes(&bytes)
+                    .map_err(|e| corrupt(format!("series {i}: {e}")))?;
+                aggregates.push(ChunkAggregate {
+                    sum,
+                    min: f64::from_bits(json.total_min[i]),
+                    max: f64::from_bits(json.total_max[i]),
+                });
+            }
+        }
+        Ok(SeriesIndex { entries, aggregates })
     }
 }
 
@@ -264,6 +338,25 @@ struct SeriesIndexJson {
     max: Vec<u64>,
     first: Vec<u64>,
     last: Vec<u64>,
+    /// [`ExactSum::to_bytes`] as hex, per series (absent in files written before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exact_sum: Vec<String>,
+    /// `totalOrder` minimum and maximum as bits, per series (absent likewise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    total_min: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    total_max: Vec<u64>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// How a set of files is to be written.
@@ -448,6 +541,7 @@ struct FileWriter {
     schema: SchemaRef,
     writer: ArrowWriter<Vec<u8>>,
     index: Vec<(SeriesKey, SeriesStats)>,
+    aggregates: Vec<ChunkAggregate>,
     // Rows buffered for the next batch.
     times: Vec<i64>,
     mantissas: Vec<i64>,
@@ -525,6 +619,7 @@ impl FileWriter {
             schema,
             writer,
             index: Vec::new(),
+            aggregates: Vec::new(),
             times: Vec::new(),
             mantissas: Vec::new(),
             floats: Vec::new(),
@@ -560,6 +655,7 @@ impl FileWriter {
             stats.min = stats.min.min(value);
             stats.max = stats.max.max(value);
         }
+        let aggregate = ChunkAggregate::of(values);
         // A series split across two runs of the same file (other partition in between cannot
         // happen: partitions are in time order) merges into one index entry.
         match self.index.last_mut() {
@@ -570,9 +666,13 @@ impl FileWriter {
                 last.min = last.min.min(stats.min);
                 last.max = last.max.max(stats.max);
                 last.last_value = stats.last_value;
+                if let Some(last_aggregate) = self.aggregates.last_mut() {
+                    last_aggregate.merge(&aggregate);
+                }
             }
             _ => {
                 self.index.push((key.clone(), stats));
+                self.aggregates.push(aggregate);
                 self.meta.series += 1;
             }
         }
@@ -637,7 +737,7 @@ impl FileWriter {
 
     fn finish(mut self) -> Result<EncodedFile> {
         self.write_buffered()?;
-        let index = SeriesIndex { entries: self.index };
+        let index = SeriesIndex { entries: self.index, aggregates: self.aggregates };
         let meta_json = serde_json::to_string(&self.meta)
             .map_err(|e| StorageError::Task(format!("file meta to json: {e}")))?;
         self.writer.append_key_value_metadata(KeyValue::new(FILE_META_KEY.to_string(), meta_json));
@@ -798,6 +898,66 @@ mod tests {
     }
 
     #[test]
+    fn series_index_of_files_before_exact_aggregates_loads_without_them() {
+        // The footer index as format 1 files wrote it before exact aggregates were stored.
+        let bits = |v: f64| v.to_bits();
+        let old = format!(
+            r#"{{"devices":["a"],"device":[0],"metric":["m"],"row_start":[0],"rows":[2],
+            "min_time":[1],"max_time":[2],"sum":[{}],"min":[{}],"max":[{}],"first":[{}],
+            "last":[{}]}}"#,
+            bits(3.0),
+            bits(1.0),
+            bits(2.0),
+            bits(1.0),
+            bits(2.0)
+        );
+        let index = SeriesIndex::from_json("x", &old).unwrap();
+        let key = SeriesKey::new("a", "m").unwrap();
+        assert_eq!(index.get(&key).unwrap().rows, 2);
+        assert!(index.aggregate(&key).is_none());
+        // Columns of different lengths are corruption, not an old format.
+        let torn = old.replace(r#""last":"#, r#""exact_sum":["00"],"total_min":[],"last":"#);
+        assert!(SeriesIndex::from_json("x", &torn).is_err());
+    }
+
+    #[test]
+    fn written_files_store_exact_aggregates() {
+        let key = SeriesKey::new("a", "m").unwrap();
+        let values = vec![0.1, 0.2, 0.3, 1e16, -1e16, 21.37, -0.0];
+        let points = SeriesPoints {
+            times: (0..values.len() as i64).map(|i| i * 1_000_000_000).collect(),
+            values: values.clone(),
+        };
+        let params = FileSetParams {
+            partition_ns: None,
+            zstd_level: 1,
+            row_group_rows: 1024,
+            page_rows: 1024,
+            lsn: LsnRange { min: 1, max: 1 },
+            batch_id: 1,
+            first_file_id: 1,
+            compacted_from: Vec::new(),
+            level: 0,
+        };
+        let files =
+            write_file_set(std::slice::from_ref(&key), &|_| Ok(points.clone()), &params).unwrap();
+        let mut sum = ExactSum::new();
+        let mut rows = 0;
+        let mut min = f64::NAN;
+        for file in &files {
+            let index = SeriesIndex::from_json("x", &file.index.to_json()).unwrap();
+            assert_eq!(index, file.index);
+            let aggregate = index.aggregate(&key).unwrap();
+            sum.merge(&aggregate.sum);
+            rows += index.get(&key).unwrap().rows;
+            min = if min.is_nan() { aggregate.min } else { total_min(min, aggregate.min) };
+        }
+        assert_eq!(rows, values.len() as u64);
+        assert_eq!(sum.to_f64().to_bits(), ExactSum::of(&values).to_f64().to_bits());
+        assert_eq!(min, -1e16);
+    }
+
+    #[test]
     fn series_index_json_round_trips_special_floats() {
         let stats = SeriesStats {
             row_start: 0,
@@ -814,6 +974,7 @@ mod tests {
                 (SeriesKey::new("a", "m").unwrap(), stats),
                 (SeriesKey::new("b", "m").unwrap(), stats),
             ],
+            aggregates: Vec::new(),
         };
         let back = SeriesIndex::from_json("x", &index.to_json()).unwrap();
         assert_eq!(back.entries.len(), 2);

@@ -12,10 +12,12 @@
 //! series and time using the per-series index every file carries, apply deletes, and resolve
 //! duplicates so exactly one point per `(series, time)` comes back: the last written.
 
+pub mod aggregate;
 pub mod catalog;
 mod config;
 mod engine;
 mod error;
+pub mod exact;
 pub mod file_format;
 pub mod layout;
 pub mod log_entry;
@@ -24,10 +26,12 @@ pub mod memtable;
 mod object_reader;
 mod scan;
 
+pub use aggregate::{AggregateOutput, AggregateRequest, GroupAggregate, TimeBuckets};
 pub use catalog::SeriesInfo;
 pub use config::EngineConfig;
 pub use engine::{CompactionReport, Engine, EngineStats, FlushReport, RecoveryReport, WriteAck};
 pub use error::{Result, StorageError};
+pub use exact::{ExactSum, ValueAggregate};
 pub use file_format::{readings_schema, FileMeta};
 pub use log_entry::DeleteRequest;
 pub use minitrue_wal::{SyncPolicy, WalOptions};

@@ -100,20 +100,20 @@ pub(crate) struct SourceSet {
 
 /// Where one series lives in one source.
 #[derive(Clone, Copy)]
-struct Placement {
-    source: usize,
-    time: TimeRange,
+pub(crate) struct Placement {
+    pub source: usize,
+    pub time: TimeRange,
     /// Row range in the file (files only).
-    rows: (u64, u64),
+    pub rows: (u64, u64),
 }
 
 /// The plan: every matching series with the sources holding it in the requested range.
-struct ScanPlan {
-    series: Vec<(SeriesKey, Vec<Placement>)>,
+pub(crate) struct ScanPlan {
+    pub series: Vec<(SeriesKey, Vec<Placement>)>,
 }
 
 impl SourceSet {
-    fn plan(&self, filter: &SeriesFilter, time: TimeRange) -> ScanPlan {
+    pub(crate) fn plan(&self, filter: &SeriesFilter, time: TimeRange) -> ScanPlan {
         let mut by_series: HashMap<SeriesKey, Vec<Placement>> = HashMap::new();
         for (source_index, source) in self.sources.iter().enumerate() {
             match source {
@@ -148,7 +148,7 @@ impl SourceSet {
     }
 
     /// Tombstones that hide points of `key` in source `source` (those written after it).
-    fn tombstones_for(&self, source: usize, key: &SeriesKey) -> Vec<TimeRange> {
+    pub(crate) fn tombstones_for(&self, source: usize, key: &SeriesKey) -> Vec<TimeRange> {
         let through = self.sources[source].through_lsn();
         self.tombstones
             .iter()
@@ -275,7 +275,7 @@ impl SourceSet {
     }
 
     /// All points of one series across its sources, newest source winning per timestamp.
-    async fn merged_series_points(
+    pub(crate) async fn merged_series_points(
         &self,
         store: &Arc<dyn ObjectStore>,
         key: &SeriesKey,
