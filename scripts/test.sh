@@ -26,12 +26,18 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
 
-step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, psql"
+step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, socat (serial-port tests), psql, Go + pgx/lib/pq (Grafana's drivers), pgjdbc"
 missing=()
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/jackc/pgx/v4 ] || missing+=(golang-github-jackc-pgx-v4-dev)
+[ -d /usr/share/gocode/src/github.com/lib/pq ] || missing+=(golang-github-lib-pq-dev)
+[ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
@@ -40,6 +46,9 @@ step "benchmark smoke runs (tiny scale, debug build: they prove the benches work
 cargo test -p minitrue-gorilla --benches --quiet
 "$MINITRUE_BIN" bench storage --scale tiny --python "$PY" --victoria-metrics "$(command -v victoria-metrics)" \
   --out "$CARGO_TARGET_DIR/bench-storage-smoke.md"
+"$MINITRUE_BIN" bench ingest --scale tiny --mosquitto /usr/sbin/mosquitto --victoria-metrics "$(command -v victoria-metrics)" \
+  --out "$CARGO_TARGET_DIR/bench-ingest-smoke.md"
+"$MINITRUE_BIN" bench query --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-query-smoke.md"
 
 step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"
 fuzz_log="$CARGO_TARGET_DIR/fuzz-smoke.log"
@@ -56,5 +65,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql"
-"$PY" -m pytest tests/python -q -p no:cacheprovider
+step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql; Postgres clients (psql, psycopg, asyncpg, SQLAlchemy, Grafana's Go drivers, pgjdbc)"
+"$PY" -m pytest tests/python tests/grafana tests/jdbc -q -p no:cacheprovider

@@ -6,9 +6,11 @@
 //! SQLSTATE / HTTP status / gRPC code in exactly one place. This crate does no I/O.
 
 mod error;
+pub mod metrics;
 mod point;
 mod time;
 
 pub use error::ErrorKind;
+pub use metrics::{Metric, MetricKind, MetricsRegistry, MetricsSource};
 pub use point::{Point, SeriesKey, SeriesKeyError, MAX_NAME_LEN};
 pub use time::{TimeRange, TimestampNs};

@@ -37,6 +37,7 @@
 //! # Ok::<(), minitrue_ingest::IngestError>(())
 //! ```
 
+pub mod broker;
 mod error;
 pub mod formats;
 pub mod mqtt;

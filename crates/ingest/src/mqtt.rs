@@ -25,17 +25,42 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use minitrue_common::{ErrorKind, Point};
+use minitrue_common::{ErrorKind, Metric, MetricsSource, Point};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
-use crate::formats::{dead_letter_message, Interner, ParsedMessage, Parser, RejectReason};
+use crate::formats::{
+    dead_letter_message, Interner, ParsedMessage, Parser, RejectReason, SeriesTags,
+};
 
 /// Where parsed points go. The binary wires the storage engine (or, in a cluster, the router).
+/// Shared by the MQTT subscriber and the HTTP write endpoints.
 pub trait PointSink: Send + Sync + 'static {
-    /// Resolves once the points are durable; an error means none of them may be assumed
-    /// stored (the subscriber retries the same batch).
-    fn write(&self, points: Vec<Point>) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Resolves once the points and the series' tags are durable; an error means none of
+    /// them may be assumed stored (the caller retries the same batch or reports failure).
+    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// Points to store, with the tags their messages attached to series.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub points: Vec<Point>,
+    /// At most one entry per series (the latest message's tags).
+    pub series_tags: Vec<SeriesTags>,
+}
+
+impl WriteBatch {
+    /// Moves the points and tags of `message` into the batch (leaving `message` empty of
+    /// them); a series' tags from a later message replace earlier ones.
+    pub fn absorb(&mut self, message: &mut ParsedMessage) {
+        self.points.append(&mut message.points);
+        for tags in message.series_tags.drain(..) {
+            match self.series_tags.iter_mut().find(|t| t.series == tags.series) {
+                Some(existing) => *existing = tags,
+                None => self.series_tags.push(tags),
+            }
+        }
+    }
 }
 
 /// A sink failure, with the kind of the underlying error.
@@ -83,6 +108,8 @@ pub struct IngestCounters {
     pub write_retries: AtomicU64,
     pub dead_letters: AtomicU64,
     pub connections: AtomicU64,
+    /// SUBACKs received: the subscriptions are in place (tests wait on this).
+    pub subscriptions_acknowledged: AtomicU64,
     rejected_by_reason: reason_counters::ReasonCounters,
 }
 
@@ -92,7 +119,66 @@ impl IngestCounters {
         self.rejected_by_reason.snapshot()
     }
 
-    fn count_rejection(&self, reason: &RejectReason) {
+    /// The counters as metric samples labelled `door` (`mqtt`, `http`).
+    pub fn metrics(self: Arc<Self>, door: &'static str) -> Arc<dyn MetricsSource> {
+        Arc::new(move |out: &mut Vec<Metric>| {
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            let samples = [
+                (
+                    "minitrue_ingest_messages_total",
+                    "Messages (MQTT) or requests (HTTP) received.",
+                    load(&self.messages),
+                ),
+                (
+                    "minitrue_ingest_points_accepted_total",
+                    "Points accepted and stored.",
+                    load(&self.points_accepted),
+                ),
+                (
+                    "minitrue_ingest_points_rejected_total",
+                    "Points (or whole messages) rejected.",
+                    load(&self.points_rejected),
+                ),
+                (
+                    "minitrue_ingest_batches_total",
+                    "Durable writes (one WAL sync covers a batch).",
+                    load(&self.batches),
+                ),
+                (
+                    "minitrue_ingest_write_retries_total",
+                    "Writes that failed and were retried.",
+                    load(&self.write_retries),
+                ),
+                (
+                    "minitrue_ingest_dead_letters_total",
+                    "Rejected messages republished to the dead-letter topic.",
+                    load(&self.dead_letters),
+                ),
+                (
+                    "minitrue_ingest_connections_total",
+                    "Broker connections made.",
+                    load(&self.connections),
+                ),
+            ];
+            for (name, help, value) in samples {
+                out.push(Metric::counter(name, help, value).with_label("door", door));
+            }
+            for (reason, value) in self.rejected_by_reason() {
+                out.push(
+                    Metric::counter(
+                        "minitrue_ingest_rejections_total",
+                        "Rejections per reason.",
+                        value,
+                    )
+                    .with_label("door", door)
+                    .with_label("reason", reason),
+                );
+            }
+        })
+    }
+
+    /// Counts one rejection (a point or a whole message) under its reason.
+    pub fn count_rejection(&self, reason: &RejectReason) {
         self.points_rejected.fetch_add(1, Ordering::Relaxed);
         self.rejected_by_reason.add(reason.label());
     }
@@ -210,6 +296,9 @@ async fn drive_connection(
                     return;
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                counters.subscriptions_acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 counters.connections.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(topics = ?topics, "connected to mqtt broker");
@@ -253,7 +342,7 @@ async fn write_batches(
             }
         }
         let received_at = now_ns();
-        let mut points = Vec::new();
+        let mut write = WriteBatch::default();
         let mut dead_letters = Vec::new();
         for publish in &batch {
             parsed.clear();
@@ -280,11 +369,11 @@ async fn write_batches(
                 ));
             }
             counters.points_accepted.fetch_add(parsed.points.len() as u64, Ordering::Relaxed);
-            points.append(&mut parsed.points);
+            write.absorb(&mut parsed);
         }
         counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if !points.is_empty() {
-            write_until_durable(&sink, points, &counters).await;
+        if !write.points.is_empty() {
+            write_until_durable(&sink, write, &counters).await;
         }
         for letter in dead_letters {
             match client
@@ -310,16 +399,16 @@ async fn write_batches(
 /// broker holds back new messages meanwhile (its in-flight window is full).
 async fn write_until_durable(
     sink: &Arc<dyn PointSink>,
-    points: Vec<Point>,
+    batch: WriteBatch,
     counters: &IngestCounters,
 ) {
     let mut delay = Duration::from_millis(50);
     loop {
-        match sink.write(points.clone()).await {
+        match sink.write(batch.clone()).await {
             Ok(()) => return,
             Err(error) => {
                 counters.write_retries.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, points = points.len(), retry_in_ms = delay.as_millis() as u64, "storing mqtt points failed; retrying, messages stay unacknowledged");
+                tracing::error!(%error, points = batch.points.len(), retry_in_ms = delay.as_millis() as u64, "storing mqtt points failed; retrying, messages stay unacknowledged");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -1,5 +1,6 @@
 //! The MQTT subscriber against a real Mosquitto broker (Debian's `mosquitto`, installed by
-//! scripts/test.sh), started on a free loopback port for each test.
+//! scripts/test.sh), started on a free loopback port for each test, and against the
+//! embedded broker.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use minitrue_common::Point;
 use minitrue_ingest::mqtt::{
-    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig,
+    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -71,7 +72,8 @@ struct MemorySink {
 }
 
 impl PointSink for MemorySink {
-    fn write(&self, points: Vec<Point>) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
+        let points = batch.points;
         Box::pin(async move {
             self.write_started.store(true, Ordering::SeqCst);
             if self.stall.load(Ordering::SeqCst) {
@@ -107,11 +109,11 @@ impl Running {
     }
 }
 
-fn start_subscriber(broker: &Mosquitto, client_id: &str, sink: Arc<MemorySink>) -> Running {
+fn start_subscriber(broker_url: &str, client_id: &str, sink: Arc<MemorySink>) -> Running {
     let parser = Arc::new(Parser::new(FormatConfig::default()).unwrap());
     let counters = Arc::new(IngestCounters::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = SubscriberConfig::new(broker.url(), client_id);
+    let config = SubscriberConfig::new(broker_url, client_id);
     let task = tokio::spawn({
         let sink: Arc<dyn PointSink> = sink.clone();
         let counters = counters.clone();
@@ -127,26 +129,26 @@ fn start_subscriber(broker: &Mosquitto, client_id: &str, sink: Arc<MemorySink>) 
 }
 
 /// A publishing client; its event loop runs in the background.
-async fn publisher(broker: &Mosquitto, id: &str) -> AsyncClient {
-    let options = MqttOptions::new(id, "127.0.0.1", broker.port);
+async fn publisher(port: u16, id: &str) -> AsyncClient {
+    let options = MqttOptions::new(id, "127.0.0.1", port);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     client
 }
 
 async fn wait_subscribed(running: &Running) {
-    wait_for("subscriber connection", || running.counters.connections.load(Ordering::Relaxed) > 0)
-        .await;
-    // The SUBACK follows the CONNACK closely; give the broker a moment to register it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for("subscriptions acknowledged", || {
+        running.counters.subscriptions_acknowledged.load(Ordering::Relaxed) > 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_json_points_are_stored_with_their_values() {
     let broker = Mosquitto::start();
-    let running = start_subscriber(&broker, "node-a", Arc::new(MemorySink::default()));
+    let running = start_subscriber(&broker.url(), "node-a", Arc::new(MemorySink::default()));
     wait_subscribed(&running).await;
-    let client = publisher(&broker, "sensor-sim").await;
+    let client = publisher(broker.port, "sensor-sim").await;
     for i in 0..300i64 {
         let payload = format!(
             r#"{{"device_id":"sensor_{}","metric_name":"temperature","timestamp":{},"value":{}}}"#,
@@ -177,7 +179,7 @@ async fn seed_json_points_are_stored_with_their_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_counted_and_dead_lettered_and_good_points_still_land() {
     let broker = Mosquitto::start();
-    let running = start_subscriber(&broker, "node-b", Arc::new(MemorySink::default()));
+    let running = start_subscriber(&broker.url(), "node-b", Arc::new(MemorySink::default()));
     wait_subscribed(&running).await;
 
     // A watcher on the dead-letter topic.
@@ -197,7 +199,7 @@ async fn bad_input_is_counted_and_dead_lettered_and_good_points_still_land() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let client = publisher(&broker, "bad-sensor").await;
+    let client = publisher(broker.port, "bad-sensor").await;
     let messages: [(&str, &str); 4] = [
         ("iot/sensors/temperature", "{not json"),
         ("iot/sensors/temperature", r#"{"device_id":"d1","timestamp":1700000000,"value":"NaN"}"#),
@@ -237,9 +239,9 @@ async fn messages_not_yet_durable_are_redelivered_to_the_next_session() {
     // First session: the write never completes (the node dies before its WAL sync).
     let stalled = Arc::new(MemorySink::default());
     stalled.stall.store(true, Ordering::SeqCst);
-    let first = start_subscriber(&broker, "node-c", stalled.clone());
+    let first = start_subscriber(&broker.url(), "node-c", stalled.clone());
     wait_subscribed(&first).await;
-    let client = publisher(&broker, "sensor-sim-2").await;
+    let client = publisher(broker.port, "sensor-sim-2").await;
     for i in 0..50i64 {
         let payload =
             format!(r#"{{"device_id":"s","timestamp":{},"value":{i}}}"#, 1_700_000_000 + i);
@@ -251,7 +253,7 @@ async fn messages_not_yet_durable_are_redelivered_to_the_next_session() {
     assert!(stalled.points.lock().unwrap().is_empty());
 
     // Same client id: the broker kept the session and redelivers every unacknowledged message.
-    let second = start_subscriber(&broker, "node-c", Arc::new(MemorySink::default()));
+    let second = start_subscriber(&broker.url(), "node-c", Arc::new(MemorySink::default()));
     let sink = second.sink.clone();
     wait_for("all 50 points redelivered", || {
         let mut times: Vec<i64> = sink.points.lock().unwrap().iter().map(|p| p.time).collect();
@@ -261,4 +263,50 @@ async fn messages_not_yet_durable_are_redelivered_to_the_next_session() {
     })
     .await;
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_carries_points_and_keeps_an_offline_subscribers_messages() {
+    use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
+    let broker = tokio::task::spawn_blocking(|| {
+        start_embedded_broker(EmbeddedBrokerConfig::new("127.0.0.1:0".parse().unwrap()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = broker.local_url();
+    let running = start_subscriber(&url, "node-embedded", Arc::new(MemorySink::default()));
+    wait_subscribed(&running).await;
+    let client = publisher(broker.address().port(), "embedded-sim").await;
+    for i in 0..200i64 {
+        let payload = format!(
+            r#"{{"device_id":"e{}","timestamp":{},"value":{i}}}"#,
+            i % 4,
+            1_700_000_000 + i
+        );
+        client.publish("iot/sensors/pressure", QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    let sink = running.sink.clone();
+    wait_for("200 points", || sink.points.lock().unwrap().len() == 200).await;
+    let mut values: Vec<f64> = sink.points.lock().unwrap().iter().map(|p| p.value).collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, (0..200).map(|i| i as f64).collect::<Vec<_>>());
+    running.stop().await;
+
+    // Published while the node's subscriber is away: delivered to its persistent session.
+    for i in 200..250i64 {
+        let payload =
+            format!(r#"{{"device_id":"e0","timestamp":{},"value":{i}}}"#, 1_700_000_000 + i);
+        client.publish("iot/sensors/pressure", QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = start_subscriber(&url, "node-embedded", Arc::new(MemorySink::default()));
+    let sink = again.sink.clone();
+    wait_for("the 50 points published while away", || sink.points.lock().unwrap().len() >= 50)
+        .await;
+    let mut values: Vec<f64> = sink.points.lock().unwrap().iter().map(|p| p.value).collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    assert_eq!(values, (200..250).map(|i| i as f64).collect::<Vec<_>>());
+    again.stop().await;
 }

@@ -65,6 +65,15 @@ pub struct ServeArgs {
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
     #[arg(long)]
     pub broker: Option<String>,
+    /// MQTT topic templates mapping topic levels to device_id, metric and tags, e.g.
+    /// `site/{site}/{device_id}/{metric}` (repeat the flag for several).
+    #[arg(long = "topic-template")]
+    #[serde(alias = "topic_templates")]
+    pub topic_template: Option<Vec<String>>,
+    /// Also run N simulated sensors (default 3) publishing temperature every second to the
+    /// node's broker: data to query right away.
+    #[arg(long, num_args = 0..=1, default_missing_value = "3")]
+    pub simulate: Option<u32>,
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Write the bound addresses here as JSON once the node is ready (for scripts and tests).
@@ -86,6 +95,9 @@ pub struct NodeConfig {
     pub mqtt_port: u16,
     pub seeds: Vec<String>,
     pub broker: Option<String>,
+    pub topic_templates: Vec<String>,
+    /// Simulated sensors to run (0: none).
+    pub simulate: u32,
     pub mode: Mode,
     pub ready_file: Option<PathBuf>,
 }
@@ -128,6 +140,8 @@ impl ServeArgs {
                 .map(str::to_string)
                 .collect(),
             broker: layer!(broker),
+            topic_templates: layer!(topic_template).unwrap_or_default(),
+            simulate: layer!(simulate).unwrap_or(0),
             mode: layer!(mode).unwrap_or(Mode::All),
             ready_file: layer!(ready_file),
         })
@@ -168,6 +182,9 @@ impl ServeArgs {
             mqtt_port: parsed(env, "MINITRUE_MQTT_PORT")?,
             seeds: env("MINITRUE_SEEDS"),
             broker: env("MINITRUE_BROKER"),
+            topic_template: env("MINITRUE_TOPIC_TEMPLATE")
+                .map(|t| t.split(',').map(|s| s.trim().to_string()).collect()),
+            simulate: parsed(env, "MINITRUE_SIMULATE")?,
             mode,
             ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),
         })

@@ -1,10 +1,11 @@
-//! `minitrue`: the single binary: `serve` (a node), `import` (CSV bulk load), `bench`; the
-//! sensor publisher (`publish`) joins it with the MQTT issue.
+//! `minitrue`: the single binary: `serve` (a node), `publish` (the sensor side: simulator,
+//! serial port, CSV replay), `import` (CSV bulk load), `bench`.
 
 mod bench;
 mod config;
 mod datasets;
 mod import;
+mod publish;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Run a node: storage, SQL over the Postgres wire protocol, MQTT ingestion.
     Serve(config::ServeArgs),
+    /// Publish sensor readings over MQTT: simulated, from a serial port, or replayed from CSV.
+    Publish(publish::PublishArgs),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
     Import(import::ImportArgs),
 }
@@ -36,7 +39,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -45,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { which } => bench::run(which),
         Command::Import(args) => import::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Publish(args) => publish::run(args),
     }
 }

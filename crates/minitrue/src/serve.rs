@@ -1,22 +1,27 @@
 //! `minitrue serve`: one node. Opens the storage engine, serves SQL over the Postgres wire
-//! protocol, ingests MQTT, and shuts down cleanly on SIGINT/SIGTERM (everything acknowledged
-//! is flushed to Parquet before exit; a crash instead is covered by the WAL).
+//! protocol and HTTP writes and metrics, ingests MQTT from an external broker or the embedded
+//! one, optionally runs simulated sensors, and shuts down cleanly on SIGINT/SIGTERM
+//! (everything acknowledged is flushed to Parquet before exit; a crash instead is covered by
+//! the WAL).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use minitrue_common::Point;
+use minitrue_common::{MetricsRegistry, SeriesKey};
+use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
 use minitrue_ingest::mqtt::{
-    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig,
+    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
-use minitrue_storage::{Engine, EngineConfig};
+use minitrue_storage::{Engine, EngineConfig, Tags};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Mode, NodeConfig, ServeArgs};
+use crate::publish;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve(&|name| std::env::var(name).ok())?;
@@ -24,17 +29,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-/// Writes MQTT points into the local engine (durable when `write` returns).
-struct EngineSink(Arc<Engine>);
+/// Writes ingested points (and their series' tags) into the local engine: durable when
+/// `write` returns.
+pub(crate) struct EngineSink(pub(crate) Arc<Engine>);
 
 impl PointSink for EngineSink {
-    fn write(&self, points: Vec<Point>) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
-            self.0
-                .write(&points)
-                .await
-                .map(|_| ())
-                .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
+            let to_sink_error = |e: minitrue_storage::StorageError| SinkError {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            if !batch.series_tags.is_empty() {
+                let tags: Vec<(SeriesKey, Tags)> =
+                    batch.series_tags.into_iter().map(|t| (t.series, t.tags)).collect();
+                self.0.set_series_tags(&tags).await.map_err(to_sink_error)?;
+            }
+            self.0.write(&batch.points).await.map(|_| ()).map_err(to_sink_error)
         })
     }
 }
@@ -47,6 +58,12 @@ async fn wait_for_shutdown(mut signal: watch::Receiver<bool>) {
     }
 }
 
+async fn bind(config: &NodeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((config.listen, port))
+        .await
+        .with_context(|| format!("binding the {what} port {}:{port}", config.listen))
+}
+
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.object_store_url = config.store_url.clone();
@@ -54,20 +71,100 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Engine::open(engine_config).await.context("opening the storage engine")?;
     tracing::info!(files = report.files, replayed = report.wal_records_replayed, "storage open");
 
+    let metrics = MetricsRegistry::new();
+    metrics.register(engine.clone());
+    let format =
+        FormatConfig { topic_templates: config.topic_templates.clone(), ..Default::default() };
+    let parser = Arc::new(Parser::new(format).context("the topic templates")?);
+    let sink: Arc<dyn PointSink> = Arc::new(EngineSink(engine.clone()));
+
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut ready = serde_json::Map::new();
     ready.insert("node_id".into(), config.node_id.clone().into());
 
+    if config.mode != Mode::Query {
+        let mqtt_url = match &config.broker {
+            Some(broker) => broker.clone(),
+            None => {
+                let listen = SocketAddr::new(config.listen, config.mqtt_port);
+                let broker = tokio::task::spawn_blocking(move || {
+                    start_embedded_broker(EmbeddedBrokerConfig::new(listen))
+                })
+                .await??;
+                ready.insert("mqtt".into(), broker.address().to_string().into());
+                println!(
+                    "mqtt: embedded broker on {} (publish to iot/sensors/<metric>)",
+                    broker.address()
+                );
+                broker.local_url()
+            }
+        };
+        let counters = Arc::new(IngestCounters::default());
+        metrics.register(counters.clone().metrics("mqtt"));
+        let subscriber =
+            SubscriberConfig::new(mqtt_url.clone(), format!("minitrue-{}", config.node_id));
+        tasks.push(tokio::spawn({
+            let (parser, sink, stopping) = (parser.clone(), sink.clone(), stopping.clone());
+            async move {
+                if let Err(error) =
+                    run_subscriber(subscriber, parser, sink, counters, wait_for_shutdown(stopping))
+                        .await
+                {
+                    tracing::error!(%error, "mqtt subscriber stopped");
+                }
+            }
+        }));
+        ready.insert("mqtt_broker".into(), mqtt_url.clone().into());
+        println!("mqtt: subscribed at {mqtt_url}");
+
+        if config.simulate > 0 {
+            let args = publish::PublishArgs {
+                broker: mqtt_url,
+                client_id: Some(format!("minitrue-{}-simulator", config.node_id)),
+                topic_prefix: "iot/sensors".to_string(),
+                source: publish::Source::Simulate(publish::SimulateArgs::defaults(config.simulate)),
+            };
+            let stopping = stopping.clone();
+            tasks.push(tokio::spawn(async move {
+                // Give the subscriber a moment to connect so the first readings are not
+                // published before anyone listens (the embedded broker keeps no queue for
+                // a subscriber it has never seen).
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Err(error) = publish::publish(args, stopping).await {
+                    tracing::error!(error = format!("{error:#}"), "simulated sensors stopped");
+                }
+            }));
+            println!("simulating {} sensors: temperature every second", config.simulate);
+        }
+    }
+
+    let http = bind(&config, config.http_port, "http").await?;
+    let http_address = http.local_addr()?;
+    let http_state = minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone());
+    tasks.push(tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            if let Err(error) =
+                minitrue_server::serve_http(http, http_state, wait_for_shutdown(stopping)).await
+            {
+                tracing::error!(%error, "http server stopped");
+            }
+        }
+    }));
+    ready.insert("http".into(), http_address.to_string().into());
+    println!("http: http://{http_address} (POST /api/v1/write, /api/v2/write; GET /metrics)");
+
     if config.mode != Mode::Ingest {
-        let listener =
-            TcpListener::bind((config.listen, config.pg_port)).await.with_context(|| {
-                format!("binding the postgres port {}:{}", config.listen, config.pg_port)
-            })?;
+        let listener = bind(&config, config.pg_port, "postgres").await?;
         let address: SocketAddr = listener.local_addr()?;
         let session = Arc::new(
-            minitrue_query::session(engine.clone(), minitrue_query::QueryOptions::default())
-                .await?,
+            minitrue_query::session_with_metrics(
+                engine.clone(),
+                minitrue_query::QueryOptions::default(),
+                metrics.clone(),
+            )
+            .await?,
         );
         tasks.push(tokio::spawn({
             let stopping = stopping.clone();
@@ -82,28 +179,6 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }));
         ready.insert("postgres".into(), address.to_string().into());
         println!("postgres: psql -h {} -p {} -U minitrue minitrue", address.ip(), address.port());
-    }
-
-    if config.mode != Mode::Query {
-        match &config.broker {
-            Some(broker) => {
-                let parser = Arc::new(Parser::new(FormatConfig::default())?);
-                let counters = Arc::new(IngestCounters::default());
-                let subscriber = SubscriberConfig::new(broker.clone(), format!("minitrue-{}", config.node_id));
-                let sink: Arc<dyn PointSink> = Arc::new(EngineSink(engine.clone()));
-                tasks.push(tokio::spawn({
-                    let stopping = stopping.clone();
-                    async move {
-                        if let Err(error) = run_subscriber(subscriber, parser, sink, counters, wait_for_shutdown(stopping)).await {
-                            tracing::error!(%error, "mqtt subscriber stopped");
-                        }
-                    }
-                }));
-                ready.insert("mqtt_broker".into(), broker.clone().into());
-                println!("mqtt: subscribed at {broker}");
-            }
-            None => println!("mqtt: no --broker given, MQTT ingestion is off (the embedded broker is not built yet)"),
-        }
     }
 
     if let Some(path) = &config.ready_file {

@@ -13,6 +13,7 @@
 //! This crate decides nothing about protocols: errors come back as [`QueryError`] with a
 //! [`kind`](QueryError::kind) that the servers map to SQLSTATE / HTTP / gRPC codes.
 
+pub mod aggregate;
 pub mod error;
 pub mod functions;
 mod guard;
@@ -31,8 +32,10 @@ use datafusion::catalog::{
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use minitrue_common::MetricsRegistry;
 use minitrue_storage::Engine;
 
+pub use aggregate::{MiniTrueOptions, ReadingsAggregateExec};
 pub use error::{QueryError, Result};
 pub use guard::DeleteGuard;
 pub use pushdown::ScanBounds;
@@ -75,13 +78,26 @@ impl Default for QueryOptions {
 /// * `<catalog>.public.devices(device_id, metric, first_time, last_time, last_value, points)`
 ///   — the last-value cache;
 /// * `<catalog>.system.files`, `system.storage` (engine and WAL counters, one row) and
-///   `system.series` (same rows as `devices`);
+///   `system.series` (same rows as `devices`), `system.metrics` (every counter and gauge of
+///   the node, as `GET /metrics` serves them);
 /// * `information_schema`, MiniTrue's functions, and the [`DeleteGuard`].
 ///
 /// The built-in tables cannot be dropped or replaced (`DROP TABLE readings` fails); other
 /// tables a client creates live in this session's memory only. A session may be shared by
 /// many connections (`SessionContext` is cheap to clone and thread-safe).
 pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<SessionContext> {
+    let metrics = MetricsRegistry::new();
+    metrics.register(engine.clone());
+    session_with_metrics(engine, options, metrics).await
+}
+
+/// Like [`session`], with `system.metrics` serving `metrics` (the node's registry, which the
+/// caller fills with the engine, the ingest doors and whatever else it runs).
+pub async fn session_with_metrics(
+    engine: Arc<Engine>,
+    options: QueryOptions,
+    metrics: MetricsRegistry,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(options.catalog.as_str(), "public")
         .with_create_default_catalog_and_schema(false)
@@ -90,14 +106,20 @@ pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<Sessi
         config = config.with_target_partitions(partitions.max(1));
     }
     config.options_mut().execution.time_zone = Some(options.time_zone.clone());
-    let ctx = SessionContext::new_with_config(config);
+    let config = config.with_option_extension(aggregate::MiniTrueOptions::default());
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(aggregate::AggregateFastPath))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
 
     let readings = Arc::new(ReadingsTable::new(
         engine.clone(),
         options.scan_batch_rows,
         options.insert_chunk_rows,
     ));
-    let devices = tables::devices_table(&engine)?;
+    let devices: Arc<dyn TableProvider> = Arc::new(BaseTable(tables::devices_table(&engine)?));
     let public = BuiltinSchema::new([
         ("readings", readings as Arc<dyn TableProvider>),
         ("devices", devices.clone() as Arc<dyn TableProvider>),
@@ -106,6 +128,7 @@ pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<Sessi
         ("files", tables::files_table(&engine)? as Arc<dyn TableProvider>),
         ("storage", tables::storage_table(&engine)? as Arc<dyn TableProvider>),
         ("series", devices as Arc<dyn TableProvider>),
+        ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
     ]);
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", Arc::new(public))?;
@@ -113,6 +136,10 @@ pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<Sessi
     ctx.register_catalog(options.catalog.as_str(), Arc::new(catalog));
 
     functions::register(&ctx);
+    // Order-independent sum/avg/min/max over doubles: what makes the aggregate fast path exact.
+    for function in aggregate::ExactAggregate::all() {
+        ctx.register_udaf(function);
+    }
     ctx.add_analyzer_rule(Arc::new(DeleteGuard));
     tracing::debug!(catalog = %options.catalog, time_zone = %options.time_zone, "sql session ready");
     Ok(ctx)
@@ -210,5 +237,39 @@ impl SchemaProvider for BuiltinSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.builtin.contains_key(name) || self.created.table_exist(name)
+    }
+}
+
+/// Shows a table computed from engine state as a base table (`TableType::Base`): `devices`
+/// is a table to its users, so Postgres clients list it with the tables (psql's `\dt`,
+/// `information_schema.tables`, JDBC `getTables`), not with the views.
+#[derive(Debug)]
+struct BaseTable(Arc<dyn TableProvider>);
+
+#[async_trait]
+impl TableProvider for BaseTable {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> DfResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
     }
 }

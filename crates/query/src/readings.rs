@@ -239,6 +239,11 @@ impl ReadingsScanExec {
         &self.bounds
     }
 
+    /// The engine this scan reads.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.0.clone()
+    }
+
     fn projection_names(&self) -> String {
         let names: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
         format!("[{}]", names.join(", "))

@@ -13,11 +13,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use minitrue_common::MetricsRegistry;
 use minitrue_storage::layout::{TimeUnit as FileTimeUnit, ValueLayout};
 use minitrue_storage::{Engine, FileMeta};
 
@@ -75,8 +76,9 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// `devices(device_id, metric, first_time, last_time, last_value, points)`: one row per
-/// series, from the engine's last-value cache, sorted by series.
+/// `devices(device_id, metric, first_time, last_time, last_value, points, tags)`: one row per
+/// series, from the engine's last-value cache, sorted by series. `tags` is the series' tags
+/// as a JSON object (`{"site":"north"}`), NULL for a series without tags.
 pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("device_id", DataType::Utf8, false),
@@ -85,6 +87,7 @@ pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
         Field::new("last_time", timestamp_type(), false),
         Field::new("last_value", DataType::Float64, false),
         Field::new("points", DataType::Int64, false),
+        Field::new("tags", DataType::Utf8, true),
     ]));
     snapshot_table("devices", engine, schema, |engine, schema| {
         let series = engine.series();
@@ -95,9 +98,67 @@ pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
             timestamps(series.iter().map(|s| Some(s.last_time)).collect()),
             Arc::new(Float64Array::from_iter_values(series.iter().map(|s| s.last_value))),
             Arc::new(Int64Array::from_iter_values(series.iter().map(|s| int(s.points)))),
+            Arc::new(StringArray::from_iter(
+                series.iter().map(|s| engine.series_tags(&s.series).map(|tags| tags_json(&tags))),
+            )),
         ];
         RecordBatch::try_new(schema.clone(), columns)
     })
+}
+
+/// `{"key":"value",…}` in key order.
+fn tags_json(tags: &[(String, String)]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> =
+        tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+/// `system.metrics(name, labels, kind, value)`: the node's counters and gauges, the same
+/// samples `GET /metrics` serves. `labels` is Prometheus-style `key="value",…` text.
+pub fn metrics_table(registry: MetricsRegistry) -> DfResult<Arc<StreamingTable>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]));
+    let partition = MetricsPartition { schema: schema.clone(), registry };
+    Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(partition)])?))
+}
+
+#[derive(Debug)]
+struct MetricsPartition {
+    schema: SchemaRef,
+    registry: MetricsRegistry,
+}
+
+impl PartitionStream for MetricsPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let registry = self.registry.clone();
+        let schema = self.schema.clone();
+        let batch = futures::stream::once(async move {
+            let metrics = registry.collect();
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(StringArray::from_iter_values(metrics.iter().map(|m| m.name))),
+                    Arc::new(StringArray::from_iter_values(
+                        metrics.iter().map(|m| m.labels_text()),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        metrics.iter().map(|m| m.kind.as_str()),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(metrics.iter().map(|m| m.value))),
+                ],
+            )
+            .map_err(DataFusionError::from)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batch))
+    }
 }
 
 /// `system.files`: one row per data file currently served, oldest first.

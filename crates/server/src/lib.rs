@@ -4,6 +4,8 @@
 //! - [`serve_pgwire`]: the Postgres wire protocol, so psql, Grafana's PostgreSQL data source
 //!   and Postgres drivers connect to MiniTrue as to Postgres.
 
+mod http;
 mod pgwire;
 
+pub use http::{router as http_router, serve_http, HttpState};
 pub use pgwire::serve_pgwire;

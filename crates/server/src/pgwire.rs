@@ -1,49 +1,170 @@
-//! The Postgres wire protocol front door (pgwire through datafusion-postgres).
+//! The Postgres wire protocol front door: pgwire and datafusion-postgres, with what real
+//! clients (psql, Grafana through pgx and lib/pq, psycopg, asyncpg, pgjdbc) need on top:
+//!
+//! - [`startup`]: no authentication, and the ParameterStatus values clients read;
+//! - [`sqlstate`]: errors carry a Postgres SQLSTATE instead of `XX000`;
+//! - [`rewrite`]: Postgres SQL DataFusion does not accept, rewritten before planning;
+//! - [`compat`]: `version()`, `current_setting()`, `DEALLOCATE`;
+//! - [`settings`]: the one table of server settings behind all of these.
+//!
+//! What pgwire already does right is left to it: `N` to SSLRequest and GSSENCRequest,
+//! EmptyQueryResponse for empty and comment-only queries, `SELECT n` command tags, Flush.
 
+mod compat;
+mod rewrite;
+mod settings;
+mod sqlstate;
+mod startup;
+
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::auth::AuthManager;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
-use datafusion_postgres::pgwire::api::PgWireServerHandlers;
-use datafusion_postgres::DfSessionService;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, Response};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type,
+};
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
 use tokio::net::TcpListener;
 
-/// Accepts any user and database name (the documented one is `minitrue`) until auth is
-/// configured; announces the server parameters clients read at startup.
-struct Startup;
+use rewrite::Rewriter;
+use sqlstate::SqlStateErrors;
+use startup::Startup;
 
-impl NoopStartupHandler for Startup {}
+/// datafusion-postgres' statement: the SQL and, unless empty, its parsed form and plan.
+type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
 
-/// The handlers of one node: queries go to the node's DataFusion session.
+/// The query handlers of one node: client SQL is rewritten ([`rewrite`]) and handed to
+/// datafusion-postgres over the node's DataFusion session.
+struct Service {
+    inner: DfSessionService,
+    parser: Arc<RewritingParser>,
+}
+
+/// datafusion-postgres' parser behind the [`Rewriter`], for the extended protocol.
+struct RewritingParser {
+    inner: Arc<Parser>,
+    rewriter: Arc<Rewriter>,
+}
+
+#[async_trait]
+impl QueryParser for RewritingParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        match self.rewriter.rewrite(sql) {
+            Some(rewritten) => self.inner.parse_sql(client, &rewritten, types).await,
+            None => self.inner.parse_sql(client, sql, types).await,
+        }
+    }
+
+    fn get_parameter_types(&self, statement: &Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(statement, format)
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Service {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let rewritten = self.parser.rewriter.rewrite(query);
+        let query = rewritten.as_deref().unwrap_or(query);
+        SimpleQueryHandler::do_query(&self.inner, client, query).await
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Service {
+    type Statement = Statement;
+    type QueryParser = RewritingParser;
+
+    fn query_parser(&self) -> Arc<RewritingParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await
+    }
+}
+
+/// The handlers pgwire asks for per connection.
 struct Handlers {
-    session: Arc<DfSessionService>,
+    service: Arc<Service>,
     startup: Arc<Startup>,
+    errors: Arc<SqlStateErrors>,
 }
 
 impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(
-        &self,
-    ) -> Arc<impl datafusion_postgres::pgwire::api::query::SimpleQueryHandler> {
-        self.session.clone()
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
     }
 
-    fn extended_query_handler(
-        &self,
-    ) -> Arc<impl datafusion_postgres::pgwire::api::query::ExtendedQueryHandler> {
-        self.session.clone()
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
     }
 
-    fn startup_handler(&self) -> Arc<impl datafusion_postgres::pgwire::api::auth::StartupHandler> {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.errors.clone()
     }
 }
 
 /// Serves the Postgres wire protocol on `listener` until `shutdown` resolves; connections
-/// in progress finish on their own. `pg_catalog` and `information_schema` are installed on
-/// `session` (catalog `minitrue`) so psql's `\d` and clients' introspection work.
+/// in progress finish on their own. `pg_catalog` is installed in `session`'s catalog
+/// `minitrue` and Postgres compatibility functions (`version()`, `current_setting()`, …) in
+/// `session`, so psql's `\d` commands and clients' introspection work. Any user and database
+/// name is accepted (no authentication).
 pub async fn serve_pgwire(
     listener: TcpListener,
     session: Arc<SessionContext>,
@@ -51,9 +172,31 @@ pub async fn serve_pgwire(
 ) -> std::io::Result<()> {
     setup_pg_catalog(&session, "minitrue", Arc::new(AuthManager::default()))
         .map_err(std::io::Error::other)?;
+    let time_zone = session
+        .state()
+        .config()
+        .options()
+        .execution
+        .time_zone
+        .clone()
+        .unwrap_or_else(|| "UTC".to_string());
+    compat::register_functions(&session, &time_zone);
+    let table_functions: Vec<String> = session.state().table_functions().keys().cloned().collect();
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(compat::DeallocateHook),
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    let inner = DfSessionService::new_with_hooks(session, hooks);
+    let parser = Arc::new(RewritingParser {
+        inner: ExtendedQueryHandler::query_parser(&inner),
+        rewriter: Arc::new(Rewriter::new(table_functions)),
+    });
     let factory = Arc::new(Handlers {
-        session: Arc::new(DfSessionService::new(session)),
-        startup: Arc::new(Startup),
+        service: Arc::new(Service { inner, parser }),
+        startup: Arc::new(Startup::new(&time_zone)),
+        errors: Arc::new(SqlStateErrors),
     });
     tokio::pin!(shutdown);
     loop {

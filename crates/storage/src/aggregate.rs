@@ -8,7 +8,9 @@
 //! * the chunk lies wholly inside the requested time range;
 //! * with buckets, its first and last timestamps fall in the same bucket;
 //! * no other source (file or memtable) holds points of the series in the chunk's time range
-//!   (otherwise the last write must win point by point);
+//!   (otherwise the last write must win point by point) — except other files of the same
+//!   write batch (a flush or compaction writes each point once, split by partition and value
+//!   layout, so the decimal file and the float-exception file of one flush are disjoint);
 //! * no tombstone written after the file touches the series in the chunk's time range;
 //! * the file stores exact aggregates (files written before them do not).
 //!
@@ -148,10 +150,12 @@ impl SourceSet {
         if !request.time.covers(&placement.time) {
             return Ok(None);
         }
-        let shadowed = placements
-            .iter()
-            .enumerate()
-            .any(|(other, p)| other != position && p.time.overlaps(&placement.time));
+        // Files of one write batch (a flush or compaction splits points by partition and
+        // value layout) never hold the same point twice, so they do not shadow each other.
+        let same_batch = |p: &Placement| matches!(&self.sources[p.source], Source::File(f) if f.meta.batch.id == file.meta.batch.id);
+        let shadowed = placements.iter().enumerate().any(|(other, p)| {
+            other != position && p.time.overlaps(&placement.time) && !same_batch(p)
+        });
         if shadowed {
             return Ok(None);
         }

@@ -26,6 +26,7 @@ use crate::manifest::{Manifest, ManifestStore, Tombstone};
 use crate::memtable::Memtable;
 use crate::object_reader::{reader_options, ObjectFileReader};
 use crate::scan::{BatchStream, ScanRequest, Source, SourceSet};
+use crate::series_tags::{SeriesTagStore, Tags};
 
 /// Proof that a write is durable: its points are in the WAL under `lsn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct RecoveryReport {
     /// WAL records whose checksum held but whose contents did not decode.
     pub wal_records_undecodable: u64,
     pub points_replayed: u64,
+    /// Lines of the series-tags file that did not parse (a torn tail after a crash).
+    pub tag_lines_skipped: usize,
 }
 
 /// Counters and gauges, for `system.*` tables and `/metrics`.
@@ -151,6 +154,7 @@ pub struct Engine {
     /// The committed manifest; held for the whole of a flush or compaction, serialising them.
     manifest: tokio::sync::Mutex<Manifest>,
     catalog: Catalog,
+    series_tags: Arc<SeriesTagStore>,
     counters: Counters,
     flush_wanted: Arc<Notify>,
     flush_done: Notify,
@@ -171,6 +175,13 @@ impl Engine {
             .await
             .map_err(|source| StorageError::Io { path: config.data_dir.clone(), source })?;
         let lock = lock_data_dir(&config.data_dir)?;
+        let (series_tags, tag_recovery) = {
+            let dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || SeriesTagStore::open(&dir))
+                .await
+                .map_err(|e| StorageError::Task(e.to_string()))??
+        };
+        report.tag_lines_skipped = tag_recovery.lines_skipped;
         let store = open_store(&config)?;
         let manifests = ManifestStore::new(store.clone(), config.manifest_versions_kept);
         let loaded = manifests.load().await?;
@@ -282,6 +293,7 @@ impl Engine {
             state: RwLock::new(Arc::new(state)),
             manifest: tokio::sync::Mutex::new(manifest),
             catalog,
+            series_tags: Arc::new(series_tags),
             counters: Counters::default(),
             flush_wanted: Arc::new(Notify::new()),
             flush_done: Notify::new(),
@@ -347,6 +359,26 @@ impl Engine {
             self.flush_wanted.notify_one();
         }
         Ok(WriteAck { lsn: active.1, points: points.len() })
+    }
+
+    /// Records the tags of series (from topic templates or line protocol). Durable when it
+    /// returns; call it before the write that carried the tags so an acknowledged point's
+    /// tags are never lost. Unchanged tags cost a map lookup and no I/O.
+    pub async fn set_series_tags(&self, updates: &[(SeriesKey, Tags)]) -> Result<()> {
+        self.check_open()?;
+        let changes = self.series_tags.changed(updates);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let store = self.series_tags.clone();
+        tokio::task::spawn_blocking(move || store.apply(changes))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// The tags of `key`, if it has any.
+    pub fn series_tags(&self, key: &SeriesKey) -> Option<Tags> {
+        self.series_tags.get(key)
     }
 
     /// Backpressure: when flushes fall behind, writers wait instead of growing memory.

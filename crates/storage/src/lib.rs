@@ -23,8 +23,10 @@ pub mod layout;
 pub mod log_entry;
 pub mod manifest;
 pub mod memtable;
+mod metrics;
 mod object_reader;
 mod scan;
+pub mod series_tags;
 
 pub use aggregate::{AggregateOutput, AggregateRequest, GroupAggregate, TimeBuckets};
 pub use catalog::SeriesInfo;
@@ -36,3 +38,4 @@ pub use file_format::{readings_schema, FileMeta};
 pub use log_entry::DeleteRequest;
 pub use minitrue_wal::{SyncPolicy, WalOptions};
 pub use scan::{BatchStream, ScanRequest, SeriesFilter};
+pub use series_tags::Tags;

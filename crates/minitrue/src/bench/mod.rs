@@ -1,6 +1,8 @@
 //! Benchmark commands. Each prints the machine it ran on, absolute figures, and ratios against
 //! a reference measured in the same run (see shared BENCHMARKS.md).
 
+mod ingest;
+mod query;
 mod storage;
 
 use std::path::PathBuf;
@@ -42,13 +44,54 @@ pub enum BenchCommand {
         #[arg(long)]
         keep_dir: Option<PathBuf>,
     },
+    /// B3/B4: ingest points/s end to end: MQTT through Mosquitto (1, 100 and 1000 points per
+    /// message) against the broker's own ceiling, and HTTP line protocol against
+    /// VictoriaMetrics.
+    Ingest {
+        #[arg(long, value_enum, default_value_t = Scale::Full)]
+        scale: Scale,
+        /// The Mosquitto broker binary (Debian: /usr/sbin/mosquitto).
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        /// VictoriaMetrics binary to measure beside MiniTrue's HTTP write (Debian:
+        /// /usr/bin/victoria-metrics).
+        #[arg(long)]
+        victoria_metrics: Option<PathBuf>,
+        /// MQTT publisher connections.
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        /// Concurrent HTTP connections.
+        #[arg(long, default_value_t = 4)]
+        http_connections: usize,
+        /// Rounds per measurement, the best reported (default: 3 at full scale, 1 at tiny).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// B5: query latency over pgwire (psycopg) against DuckDB over the same points in Parquet.
+    Query {
+        #[arg(long, value_enum, default_value_t = Scale::Full)]
+        scale: Scale,
+        /// Python with duckdb and psycopg 3 (scripts/python-env.sh makes one).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the MiniTrue database and the Parquet export here (default: a temp dir).
+        #[arg(long)]
+        keep_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scale {
     /// Seconds of data: proves the benchmark works (CI smoke run).
     Tiny,
-    /// The benchmark's real size: 100 devices × 4 metrics × 1 hour = 1.44 M points.
+    /// The benchmark's real size (B2: 100 devices × 4 metrics × 1 hour = 1.44 M points;
+    /// B5: 100 sensors × 1 week at 1 Hz = 60.48 M points).
     Full,
 }
 
@@ -69,6 +112,38 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             let tuning = storage::Tuning { zstd_level, page_rows, only, keep_dir };
             let report =
                 storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?;
+            print!("{report}");
+            if let Some(out) = out {
+                std::fs::write(&out, &report)?;
+            }
+            Ok(())
+        }
+        BenchCommand::Ingest {
+            scale,
+            mosquitto,
+            victoria_metrics,
+            publishers,
+            http_connections,
+            rounds,
+            out,
+        } => {
+            let options = ingest::Options {
+                scale,
+                mosquitto,
+                victoria_metrics,
+                publishers,
+                http_connections,
+                rounds,
+            };
+            let report = ingest::run(&options)?;
+            print!("{report}");
+            if let Some(out) = out {
+                std::fs::write(&out, &report)?;
+            }
+            Ok(())
+        }
+        BenchCommand::Query { scale, python, out, keep_dir } => {
+            let report = query::run(scale, &python, keep_dir.as_deref())?;
             print!("{report}");
             if let Some(out) = out {
                 std::fs::write(&out, &report)?;

@@ -1,0 +1,277 @@
+//! The HTTP front door: writes for clients that don't speak MQTT, and the node's metrics.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/v1/write` | JSON points: one seed object `{"device_id","metric_name","timestamp","value"}` or an array of them |
+//! | `POST /api/v2/write?precision=ns\|us\|ms\|s` | InfluxDB 2 line protocol (what Telegraf's `influxdb_v2` output sends); `org`/`bucket` are accepted and ignored |
+//! | `POST /write?precision=n\|u\|ms\|s` | InfluxDB 1 line protocol |
+//! | `GET /metrics` | Prometheus text format: every counter and gauge of the node |
+//! | `GET /health`, `GET\|HEAD /ping` | liveness, in InfluxDB's shapes so its clients' checks pass |
+//!
+//! Writes take the same path as MQTT: [`Parser`] → [`PointSink`] (the WAL). The response is
+//! sent after the points are durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`,
+//! Telegraf's default). Valid points of a body are stored even when others are rejected; the
+//! response is then `400` with the counts and the first rejections (InfluxDB's partial-write
+//! convention), and the rejections are counted per reason like MQTT ones.
+
+use std::future::Future;
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use minitrue_common::{ErrorKind, MetricsRegistry};
+use minitrue_ingest::mqtt::{IngestCounters, PointSink, WriteBatch};
+use minitrue_ingest::{Interner, Item, ParsedMessage, Parser, Precision};
+use serde::Deserialize;
+use serde_json::json;
+
+/// What the HTTP door needs from the node.
+#[derive(Clone)]
+pub struct HttpState {
+    pub parser: Arc<Parser>,
+    pub sink: Arc<dyn PointSink>,
+    /// The HTTP door's own counters (also registered in `metrics` under `door="http"`).
+    pub counters: Arc<IngestCounters>,
+    pub metrics: MetricsRegistry,
+    /// Largest request body, after decompression. Default 64 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl HttpState {
+    pub fn new(parser: Arc<Parser>, sink: Arc<dyn PointSink>, metrics: MetricsRegistry) -> Self {
+        let counters = Arc::new(IngestCounters::default());
+        metrics.register(counters.clone().metrics("http"));
+        HttpState { parser, sink, counters, metrics, max_body_bytes: 64 << 20 }
+    }
+}
+
+/// The routes, for serving or for tests that call them in process.
+pub fn router(state: HttpState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/api/v1/write", post(write_json))
+        .route("/api/v2/write", post(write_line_protocol_v2))
+        .route("/write", post(write_line_protocol_v1))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
+        // Compressed bodies are bounded again after inflating (see `body_bytes`).
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(state))
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then finishes requests in flight.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// An error answer: InfluxDB 2's `{"code","message"}` body with the matching status.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid", message: message.into() }
+    }
+
+    /// The one place storage error kinds become HTTP statuses.
+    fn from_kind(kind: ErrorKind, message: String) -> ApiError {
+        let (status, code) = match kind {
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not found"),
+            ErrorKind::Unavailable | ErrorKind::ShuttingDown => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ErrorKind::Corrupt | ErrorKind::Io | ErrorKind::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        };
+        ApiError { status, code, message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"code": self.code, "message": self.message}))).into_response()
+    }
+}
+
+/// The request body, inflated when gzip-compressed, bounded by `max_body_bytes`.
+fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("") | Some("identity") => Ok(body),
+        Some("gzip") => {
+            let mut inflated = Vec::new();
+            let read = flate2::read::GzDecoder::new(&body[..])
+                .take(max as u64 + 1)
+                .read_to_end(&mut inflated);
+            match read {
+                Ok(_) if inflated.len() > max => Err(ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "request too large",
+                    message: format!("the inflated body is larger than {max} bytes"),
+                }),
+                Ok(_) => Ok(inflated.into()),
+                Err(error) => {
+                    Err(ApiError::invalid(format!("gzip body does not inflate: {error}")))
+                }
+            }
+        }
+        Some(other) => Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported media type",
+            message: format!("Content-Encoding {other:?} is not supported (use gzip or identity)"),
+        }),
+    }
+}
+
+async fn write_json(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(&headers, body, state.max_body_bytes)?;
+    let mut parsed = ParsedMessage::new();
+    state.parser.parse_json_points(&body, now_ns(), &mut Interner::new(), &mut parsed);
+    store(&state, parsed).await
+}
+
+#[derive(Debug, Deserialize)]
+struct WriteParams {
+    precision: Option<String>,
+}
+
+async fn write_line_protocol_v2(
+    State(state): State<Arc<HttpState>>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write_line_protocol(state, params, headers, body).await
+}
+
+async fn write_line_protocol_v1(
+    State(state): State<Arc<HttpState>>,
+    Query(params): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write_line_protocol(state, params, headers, body).await
+}
+
+async fn write_line_protocol(
+    state: Arc<HttpState>,
+    params: WriteParams,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let precision = match params.precision.as_deref() {
+        None | Some("") => Precision::Nanoseconds,
+        Some(text) => Precision::parse(text).ok_or_else(|| {
+            ApiError::invalid(format!("precision {text:?} is not one of ns, us, ms, s"))
+        })?,
+    };
+    let body = body_bytes(&headers, body, state.max_body_bytes)?;
+    let mut parsed = ParsedMessage::new();
+    state.parser.parse_line_protocol(&body, precision, now_ns(), &mut Interner::new(), &mut parsed);
+    store(&state, parsed).await
+}
+
+/// Most rejections listed in a response body (all are counted).
+const REJECTIONS_LISTED: usize = 20;
+
+/// Writes the valid points durably, then answers: 204 when nothing was rejected, otherwise
+/// 400 with the counts and the first rejections.
+async fn store(state: &HttpState, mut parsed: ParsedMessage) -> Result<Response, ApiError> {
+    let counters = &state.counters;
+    counters.messages.fetch_add(1, Ordering::Relaxed);
+    for rejection in &parsed.rejected {
+        counters.count_rejection(&rejection.reason);
+    }
+    let accepted = parsed.points.len();
+    if accepted > 0 {
+        let mut batch = WriteBatch::default();
+        batch.absorb(&mut parsed);
+        state.sink.write(batch).await.map_err(|e| ApiError::from_kind(e.kind, e.message))?;
+        counters.points_accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    if parsed.rejected.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let first = &parsed.rejected[0];
+    let listed: Vec<_> = parsed
+        .rejected
+        .iter()
+        .take(REJECTIONS_LISTED)
+        .map(|r| {
+            let (item, index) = match r.item {
+                Item::Message => ("body", None),
+                Item::Element(i) => ("element", Some(i)),
+                Item::Line(n) => ("line", Some(n)),
+            };
+            json!({"reason": r.label(), "detail": r.detail, "item": item, "index": index})
+        })
+        .collect();
+    let body = json!({
+        "code": "invalid",
+        "message": format!(
+            "partial write: {} rejected, {accepted} points stored; first: {}: {}",
+            parsed.rejected.len(), first.label(), first.detail
+        ),
+        "accepted": accepted,
+        "rejected": parsed.rejected.len(),
+        "rejections": listed,
+    });
+    Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render_prometheus(),
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    Json(json!({
+        "name": "minitrue",
+        "message": "ready for queries and writes",
+        "status": "pass",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [("X-Influxdb-Version", concat!("minitrue-", env!("CARGO_PKG_VERSION")))],
+    )
+        .into_response()
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
