@@ -1,6 +1,7 @@
 """Helpers for ingestion tests: a Mosquitto broker and a MiniTrue node on free ports, a paho
 publisher that waits for the broker's acknowledgements, and psql/HTTP queries."""
 import contextlib
+import getpass
 import json
 import os
 import pathlib
@@ -27,13 +28,22 @@ def port_open(port):
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path):
+def mosquitto(tmp_path, users=None):
     """A Mosquitto broker configured as the subscriber's module docs ask: a large in-flight
-    window and no limit on the queue of a disconnected persistent session."""
+    window and no limit on the queue of a disconnected persistent session. With `users`
+    ({name: password}) anonymous clients are refused."""
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
+    auth = "allow_anonymous true\n"
+    if users:
+        passwords = tmp_path / "mosquitto.passwd"
+        passwords.write_text("")
+        for user, password in users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+        # Running as root, Mosquitto drops to its own user, which cannot read a pytest tmp dir.
+        auth = f"allow_anonymous false\npassword_file {passwords}\nuser {getpass.getuser()}\n"
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n"
+        f"listener {port} 127.0.0.1\n{auth}max_inflight_messages 1000\n"
         "max_queued_messages 0\nmessage_size_limit 0\n"
     )
     proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,8 +140,10 @@ def node(workdir, *extra):
 class Publisher:
     """A paho-mqtt QoS 1 publisher: `publish` queues, `flush` waits for every PUBACK."""
 
-    def __init__(self, port, client_id="pytest-publisher"):
+    def __init__(self, port, client_id="pytest-publisher", auth=None):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)

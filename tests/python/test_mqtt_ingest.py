@@ -79,6 +79,25 @@ def test_every_format_lands_with_its_values_and_timestamps(tmp_path):
         assert n.metric("minitrue_ingest_points_accepted_total", door="mqtt") == 12
 
 
+def test_a_broker_with_passwords(tmp_path):
+    """Credentials come from the broker URL; wrong ones are refused by the broker and the node
+    keeps retrying (and serving SQL) instead of failing."""
+    users = {"minitrue": "s3cret", "sensor": "pw"}
+    with mosquitto(tmp_path, users) as broker:
+        with node(tmp_path / "wrong", "--broker", f"mqtt://minitrue:nope@127.0.0.1:{broker}") as n:
+            time.sleep(1.5)
+            assert n.scalar("SELECT count(*) FROM readings") == "0"
+            assert n.metric("minitrue_ingest_connections_total", door="mqtt") == 0
+        with node(tmp_path / "node", "--broker", f"mqtt://minitrue:s3cret@127.0.0.1:{broker}") as n:
+            wait_until("the subscription", lambda: n.metric("minitrue_ingest_connections_total", door="mqtt") == 1)
+            time.sleep(0.3)
+            pub = Publisher(broker, "authenticated-sensor", auth=("sensor", "pw"))
+            pub.publish("iot/sensors/temperature/s1", "21.5")
+            pub.close()
+            wait_until("the point", lambda: n.scalar("SELECT value FROM readings") is not None)
+            assert float(n.scalar("SELECT value FROM readings")) == 21.5
+
+
 def test_bad_messages_are_counted_dead_lettered_and_lose_nothing_else(tmp_path):
     with mosquitto(tmp_path) as broker, node(tmp_path / "node", "--broker", f"mqtt://127.0.0.1:{broker}") as n:
         letters = Watcher(broker, "minitrue/dead-letter")
