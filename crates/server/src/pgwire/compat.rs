@@ -298,9 +298,8 @@ impl DeallocateHook {
             // Statements the client prepares again replace the old ones of the same name.
             return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
         }
-        if client.portal_store().get_statement(&name.value).is_none() {
-            return None; // Maybe a SQL-level PREPARE: DataFusion answers.
-        }
+        // Not a protocol-level statement: maybe a SQL-level PREPARE, which DataFusion answers.
+        client.portal_store().get_statement(&name.value)?;
         client.portal_store().rm_statement(&name.value);
         Some(Response::Execution(Tag::new("DEALLOCATE")))
     }
