@@ -1,43 +1,21 @@
 """A node end to end: points published to a real Mosquitto reach `minitrue serve` and are
 answered by real psql."""
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 
 import pytest
 
 from conftest import MINITRUE_BIN
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, check, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from mqttnode import mosquitto
+from pgnode import wait_until
 
 
 @pytest.fixture
 def broker(tmp_path):
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 0\n")
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until("mosquitto", lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0)
-    yield port
-    proc.kill()
-    proc.wait()
+    with mosquitto(tmp_path) as port:
+        yield port
 
 
 def psql(port, sql):

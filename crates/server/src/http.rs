@@ -56,8 +56,8 @@ pub fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/api/v1/write", post(write_json))
-        .route("/api/v2/write", post(write_line_protocol_v2))
-        .route("/write", post(write_line_protocol_v1))
+        .route("/api/v2/write", post(write_line_protocol))
+        .route("/write", post(write_line_protocol))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
@@ -158,27 +158,11 @@ struct WriteParams {
     precision: Option<String>,
 }
 
-async fn write_line_protocol_v2(
-    State(state): State<Arc<HttpState>>,
-    Query(params): Query<WriteParams>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    write_line_protocol(state, params, headers, body).await
-}
-
-async fn write_line_protocol_v1(
-    State(state): State<Arc<HttpState>>,
-    Query(params): Query<WriteParams>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    write_line_protocol(state, params, headers, body).await
-}
-
+/// Both InfluxDB write routes: v2's `/api/v2/write` and v1's `/write` take the same body and
+/// `precision` parameter (v2's `org`/`bucket` and v1's `db` are ignored).
 async fn write_line_protocol(
-    state: Arc<HttpState>,
-    params: WriteParams,
+    State(state): State<Arc<HttpState>>,
+    Query(params): Query<WriteParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
