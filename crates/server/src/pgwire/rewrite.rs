@@ -283,7 +283,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             sql,
-            "SELECT trim(s[i]), current_user FROM generate_series(1, 2) AS i (i), \
+            "SELECT TRIM(s[i]), current_user FROM generate_series(1, 2) AS i (i), \
              (SELECT string_to_array('a,b', ',') AS s) AS s"
         );
     }
