@@ -66,6 +66,12 @@ pub enum BenchCommand {
         /// Rounds per measurement, the best reported (default: 3 at full scale, 1 at tiny).
         #[arg(long)]
         rounds: Option<usize>,
+        /// Skip B3 (MQTT).
+        #[arg(long)]
+        skip_mqtt: bool,
+        /// Skip B4 (HTTP).
+        #[arg(long)]
+        skip_http: bool,
         /// Also write the report (markdown) here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -125,6 +131,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             publishers,
             http_connections,
             rounds,
+            skip_mqtt,
+            skip_http,
             out,
         } => {
             let options = ingest::Options {
@@ -134,6 +142,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 publishers,
                 http_connections,
                 rounds,
+                skip_mqtt,
+                skip_http,
             };
             let report = ingest::run(&options)?;
             print!("{report}");
