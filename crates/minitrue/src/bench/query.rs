@@ -121,7 +121,10 @@ fn queries(shape: &Shape) -> Vec<Query> {
     vec![
         Query {
             name: "a",
-            description: format!("avg temperature, {} sensors × the week", shape.devices),
+            description: format!(
+                "avg temperature, {} sensors × all {} s",
+                shape.devices, shape.seconds
+            ),
             minitrue: format!(
                 "SELECT avg(value) FROM readings WHERE metric = 'temperature' AND {week}"
             ),
