@@ -260,7 +260,11 @@ pub async fn run_subscriber(
 ) -> Result<(), SubscriberError> {
     let options = mqtt_options(&config)?;
     let (client, eventloop) = AsyncClient::new(options, config.max_batch_messages.max(10));
-    let (publishes_tx, publishes_rx) = mpsc::channel::<Publish>(config.max_batch_messages.max(10));
+    // Unbounded on purpose: the connection must keep being polled while the writer waits,
+    // or the writer's acks (queued in rumqttc's request channel) never go out, the broker's
+    // in-flight window stays full, and both sides wait for each other. For QoS 1 the broker's
+    // in-flight window bounds this queue; only QoS 0 publishers that outrun the WAL grow it.
+    let (publishes_tx, publishes_rx) = mpsc::unbounded_channel::<Publish>();
     let topics: Vec<String> = parser.subscriptions();
     let writer = tokio::spawn(write_batches(
         config.clone(),
@@ -285,14 +289,14 @@ async fn drive_connection(
     mut eventloop: EventLoop,
     client: AsyncClient,
     topics: Vec<String>,
-    publishes: mpsc::Sender<Publish>,
+    publishes: mpsc::UnboundedSender<Publish>,
     counters: Arc<IngestCounters>,
 ) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if publishes.send(publish).await.is_err() {
+                if publishes.send(publish).is_err() {
                     return;
                 }
             }
@@ -328,7 +332,7 @@ async fn write_batches(
     sink: Arc<dyn PointSink>,
     counters: Arc<IngestCounters>,
     client: AsyncClient,
-    mut publishes: mpsc::Receiver<Publish>,
+    mut publishes: mpsc::UnboundedReceiver<Publish>,
 ) {
     let mut interner = Interner::new();
     let mut parsed = ParsedMessage::new();

@@ -310,3 +310,36 @@ async fn the_embedded_broker_carries_points_and_keeps_an_offline_subscribers_mes
     assert_eq!(values, (200..250).map(|i| i as f64).collect::<Vec<_>>());
     again.stop().await;
 }
+
+/// A deep backlog (a node that was away while sensors kept publishing) must drain: the writer's
+/// acks have to go out while the connection is busy delivering (a bounded hand-over between
+/// the two once deadlocked here with the broker's in-flight window full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_backlog_drains_without_stalling() {
+    let broker = Mosquitto::start();
+    let first = start_subscriber(&broker.url(), "node-backlog", Arc::new(MemorySink::default()));
+    wait_subscribed(&first).await;
+    first.stop().await;
+    let client = publisher(broker.port, "backlog-sim").await;
+    let total = 20_000i64;
+    for i in 0..total {
+        let payload = format!(
+            r#"{{"device_id":"b{}","timestamp":{},"value":{i}}}"#,
+            i % 7,
+            1_700_000_000 + i
+        );
+        client.publish("iot/sensors/backlog", QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    let again = start_subscriber(&broker.url(), "node-backlog", Arc::new(MemorySink::default()));
+    let sink = again.sink.clone();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while sink.points.lock().unwrap().len() < total as usize {
+        assert!(
+            Instant::now() < deadline,
+            "stalled at {} of {total} points",
+            sink.points.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    again.stop().await;
+}
