@@ -838,7 +838,14 @@ async fn bad_sql_is_invalid_input() {
     let tables = rows(&f.ctx, "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ('public', 'system')").await;
     assert_eq!(
         tables,
-        ["public|devices", "public|readings", "system|files", "system|series", "system|storage"]
+        [
+            "public|devices",
+            "public|readings",
+            "system|files",
+            "system|metrics",
+            "system|series",
+            "system|storage"
+        ]
     );
     let columns = rows(&f.ctx, "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'readings'").await;
     assert_eq!(
