@@ -260,7 +260,7 @@ def test_grafana_data_source(grafana_client, port, driver):
                                           ["metric", "text"], ["value", "double precision"]]
     assert results["columns_qualified"]["rows"] == [
         ["device_id", "text"], ["metric", "text"], ["first_time", "timestamp with time zone"],
-        ["last_time", "timestamp with time zone"], ["last_value", "double precision"], ["points", "bigint"]]
+        ["last_time", "timestamp with time zone"], ["last_value", "double precision"], ["points", "bigint"], ["tags", "text"]]
 
 
 @pytest.mark.xfail(strict=True, reason=(
