@@ -263,11 +263,6 @@ def test_grafana_data_source(grafana_client, port, driver):
         ["last_time", "timestamp with time zone"], ["last_value", "double precision"], ["points", "bigint"], ["tags", "text"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: DataFusion cannot execute an IN subquery nested in a CASE of the projection "
-    "(Physical plan does not support logical expression InSubquery); Grafana's showTables() "
-    "without a schema puts its search-path subquery there. The rewrite handles the same "
-    "subquery in ORDER BY and WHERE, not yet in the projection."))
 @pytest.mark.parametrize("driver", ["pgx"])
 def test_grafana_table_listing_on_the_search_path(grafana_client, port, driver):
     results = run(grafana_client, driver, port, {"tables": SHOW_TABLES})["results"]

@@ -316,3 +316,64 @@ def test_sqlalchemy_psycopg3_column_reflection(port):
             assert_reflected_columns(sqlalchemy.inspect(conn))
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------- CancelRequest
+
+# Counts a hundred billion generated rows: minutes of work unless cancelled.
+ENDLESS = "SELECT count(*) FROM generate_series(1, 100000000000) AS t(x) WHERE x % 7 = 3"
+
+
+def test_psycopg_cancel_stops_a_running_query_and_the_connection_goes_on(port):
+    import threading
+    import time
+
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=port, user="minitrue", dbname="minitrue", autocommit=True) as conn:
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled) as raised:
+            conn.execute(ENDLESS).fetchall()
+        timer.join()
+        assert time.monotonic() - started < 20
+        assert raised.value.sqlstate == "57014"
+        assert "canceling statement due to user request" in str(raised.value)
+        # The same connection runs the next statement, and a late cancel does not hit it.
+        conn.cancel()
+        assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+
+
+def test_asyncpg_timeout_cancels_on_the_server(port):
+    import time
+
+    import asyncpg
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="minitrue", database="minitrue")
+        try:
+            started = time.monotonic()
+            # asyncpg cancels the statement (a CancelRequest) when the timeout expires.
+            with pytest.raises(asyncio.TimeoutError):
+                await conn.fetchval(ENDLESS, timeout=1.0)
+            assert time.monotonic() - started < 20
+            assert await conn.fetchval("SELECT 41 + 1") == 42
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_psql_ctrl_c_cancels_the_query(port):
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "minitrue", "-d", "minitrue", "-c", ENDLESS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "Cancel request sent" in err, err
+    assert "canceling statement due to user request" in err, err

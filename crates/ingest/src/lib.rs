@@ -53,3 +53,12 @@ pub use formats::{
     Tags, DEFAULT_MAX_SERIES,
 };
 pub use topic::{TemplateMatch, TopicFilter, TopicTemplate};
+
+/// The wall clock in nanoseconds since the Unix epoch: the receive time of points that carry
+/// no timestamp (saturating far in the future, 0 before 1970).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}

@@ -345,7 +345,7 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
-        let received_at = now_ns();
+        let received_at = crate::now_ns();
         let mut write = WriteBatch::default();
         let mut dead_letters = Vec::new();
         for publish in &batch {
@@ -418,11 +418,4 @@ async fn write_until_durable(
             }
         }
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
 }

@@ -139,9 +139,27 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }
     }
 
+    // One SQL session for every query door (pgwire and HTTP), unless the node only ingests.
+    let session = if config.mode != Mode::Ingest {
+        Some(
+            minitrue_query::session_with_metrics(
+                engine.clone(),
+                minitrue_query::QueryOptions::default(),
+                metrics.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     let http = bind(&config, config.http_port, "http").await?;
     let http_address = http.local_addr()?;
-    let http_state = minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone());
+    let mut http_state =
+        minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone());
+    if let Some(session) = &session {
+        http_state = http_state.with_sql(session.clone());
+    }
     tasks.push(tokio::spawn({
         let stopping = stopping.clone();
         async move {
@@ -153,19 +171,14 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }
     }));
     ready.insert("http".into(), http_address.to_string().into());
-    println!("http: http://{http_address} (POST /api/v1/write, /api/v2/write; GET /metrics)");
+    println!(
+        "http: http://{http_address} (POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
+    );
 
-    if config.mode != Mode::Ingest {
+    if let Some(session) = session {
         let listener = bind(&config, config.pg_port, "postgres").await?;
         let address: SocketAddr = listener.local_addr()?;
-        let session = Arc::new(
-            minitrue_query::session_with_metrics(
-                engine.clone(),
-                minitrue_query::QueryOptions::default(),
-                metrics.clone(),
-            )
-            .await?,
-        );
+        let session = Arc::new(session);
         tasks.push(tokio::spawn({
             let stopping = stopping.clone();
             async move {

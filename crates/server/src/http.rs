@@ -5,6 +5,8 @@
 //! | `POST /api/v1/write` | JSON points: one seed object `{"device_id","metric_name","timestamp","value"}` or an array of them |
 //! | `POST /api/v2/write?precision=ns\|us\|ms\|s` | InfluxDB 2 line protocol (what Telegraf's `influxdb_v2` output sends); `org`/`bucket` are accepted and ignored |
 //! | `POST /write?precision=n\|u\|ms\|s` | InfluxDB 1 line protocol |
+//! | `POST /api/v1/sql?format=json\|csv\|arrow` | one SQL statement (the body, or JSON `{"sql"}`), answered as JSON, CSV or an Arrow IPC stream ([`sql`]) |
+//! | `POST /query` | the MiniTrue document's query: `{"device_id","metric_name","operation","start_time","end_time"}` → `{…,"result","count","duration_ns"}` |
 //! | `GET /metrics` | Prometheus text format: every counter and gauge of the node |
 //! | `GET /health`, `GET\|HEAD /ping` | liveness, in InfluxDB's shapes so its clients' checks pass |
 //!
@@ -13,6 +15,8 @@
 //! Telegraf's default). Valid points of a body are stored even when others are rejected; the
 //! response is then `400` with the counts and the first rejections (InfluxDB's partial-write
 //! convention), and the rejections are counted per reason like MQTT ones.
+
+mod sql;
 
 use std::future::Future;
 use std::io::Read;
@@ -25,6 +29,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use datafusion::prelude::SessionContext;
 use minitrue_common::{ErrorKind, MetricsRegistry};
 use minitrue_ingest::mqtt::{IngestCounters, PointSink, WriteBatch};
 use minitrue_ingest::{Interner, Item, ParsedMessage, Parser, Precision};
@@ -41,13 +46,32 @@ pub struct HttpState {
     pub metrics: MetricsRegistry,
     /// Largest request body, after decompression. Default 64 MiB.
     pub max_body_bytes: usize,
+    /// The node's SQL session; `None` when the node only ingests (queries answer 503).
+    pub sql: Option<SessionContext>,
+    sql_counters: Arc<sql::SqlCounters>,
 }
 
 impl HttpState {
     pub fn new(parser: Arc<Parser>, sink: Arc<dyn PointSink>, metrics: MetricsRegistry) -> Self {
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("http"));
-        HttpState { parser, sink, counters, metrics, max_body_bytes: 64 << 20 }
+        let sql_counters = Arc::new(sql::SqlCounters::default());
+        metrics.register(Arc::new(sql_counters.clone().metrics()));
+        HttpState {
+            parser,
+            sink,
+            counters,
+            metrics,
+            max_body_bytes: 64 << 20,
+            sql: None,
+            sql_counters,
+        }
+    }
+
+    /// Serves queries (`/api/v1/sql`, `/query`) on `session`.
+    pub fn with_sql(mut self, session: SessionContext) -> Self {
+        self.sql = Some(session);
+        self
     }
 }
 
@@ -58,6 +82,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/write", post(write_json))
         .route("/api/v2/write", post(write_line_protocol))
         .route("/write", post(write_line_protocol))
+        .route("/api/v1/sql", post(sql::sql))
+        .route("/query", post(sql::series_query))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
@@ -149,7 +175,12 @@ async fn write_json(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(&headers, body, state.max_body_bytes)?;
     let mut parsed = ParsedMessage::new();
-    state.parser.parse_json_points(&body, now_ns(), &mut Interner::new(), &mut parsed);
+    state.parser.parse_json_points(
+        &body,
+        minitrue_ingest::now_ns(),
+        &mut Interner::new(),
+        &mut parsed,
+    );
     store(&state, parsed).await
 }
 
@@ -174,7 +205,13 @@ async fn write_line_protocol(
     };
     let body = body_bytes(&headers, body, state.max_body_bytes)?;
     let mut parsed = ParsedMessage::new();
-    state.parser.parse_line_protocol(&body, precision, now_ns(), &mut Interner::new(), &mut parsed);
+    state.parser.parse_line_protocol(
+        &body,
+        precision,
+        minitrue_ingest::now_ns(),
+        &mut Interner::new(),
+        &mut parsed,
+    );
     store(&state, parsed).await
 }
 
@@ -251,11 +288,4 @@ async fn ping() -> Response {
         [("X-Influxdb-Version", concat!("minitrue-", env!("CARGO_PKG_VERSION")))],
     )
         .into_response()
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
 }

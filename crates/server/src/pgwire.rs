@@ -5,11 +5,13 @@
 //! - [`sqlstate`]: errors carry a Postgres SQLSTATE instead of `XX000`;
 //! - [`rewrite`]: Postgres SQL DataFusion does not accept, rewritten before planning;
 //! - [`compat`]: `version()`, `current_setting()`, `DEALLOCATE`;
-//! - [`settings`]: the one table of server settings behind all of these.
+//! - [`settings`]: the one table of server settings behind all of these;
+//! - [`cancel`]: CancelRequest stops a running statement, also while its rows stream out.
 //!
 //! What pgwire already does right is left to it: `N` to SSLRequest and GSSENCRequest,
 //! EmptyQueryResponse for empty and comment-only queries, `SELECT n` command tags, Flush.
 
+mod cancel;
 mod compat;
 mod rewrite;
 mod settings;
@@ -29,6 +31,7 @@ use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::results::{FieldInfo, Response};
@@ -43,6 +46,7 @@ use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
 use tokio::net::TcpListener;
 
+use cancel::{CancelRegistry, CancelRequests, Registration};
 use rewrite::Rewriter;
 use sqlstate::SqlStateErrors;
 use startup::Startup;
@@ -106,7 +110,13 @@ impl SimpleQueryHandler for Service {
     {
         let rewritten = self.parser.rewriter.rewrite(query);
         let query = rewritten.as_deref().unwrap_or(query);
-        SimpleQueryHandler::do_query(&self.inner, client, query).await
+        let cancelled = cancel::watch(cancel_signal(client).as_ref());
+        let statement = SimpleQueryHandler::do_query(&self.inner, client, query);
+        let responses = cancel::plan_or_cancel(cancelled.as_ref(), statement).await?;
+        Ok(responses
+            .into_iter()
+            .map(|response| cancel::rows_until_cancelled(response, cancelled.as_ref()))
+            .collect())
     }
 }
 
@@ -131,8 +141,19 @@ impl ExtendedQueryHandler for Service {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await
+        let cancelled = cancel::watch(cancel_signal(client).as_ref());
+        let statement = ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows);
+        let response = cancel::plan_or_cancel(cancelled.as_ref(), statement).await?;
+        Ok(cancel::rows_until_cancelled(response, cancelled.as_ref()))
     }
+}
+
+/// The connection's cancel signal (registered at startup).
+fn cancel_signal<C: ClientInfo>(client: &C) -> Option<Arc<cancel::CancelSignal>> {
+    client
+        .session_extensions()
+        .get::<Registration>()
+        .map(|registration| registration.signal.clone())
 }
 
 /// The handlers pgwire asks for per connection.
@@ -140,6 +161,7 @@ struct Handlers {
     service: Arc<Service>,
     startup: Arc<Startup>,
     errors: Arc<SqlStateErrors>,
+    cancels: Arc<CancelRequests>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -157,6 +179,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         self.errors.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancels.clone()
     }
 }
 
@@ -193,10 +219,12 @@ pub async fn serve_pgwire(
         inner: ExtendedQueryHandler::query_parser(&inner),
         rewriter: Arc::new(Rewriter::new(table_functions)),
     });
+    let cancels = Arc::new(CancelRegistry::default());
     let factory = Arc::new(Handlers {
         service: Arc::new(Service { inner, parser }),
-        startup: Arc::new(Startup::new(&time_zone)),
+        startup: Arc::new(Startup::new(&time_zone, cancels.clone())),
         errors: Arc::new(SqlStateErrors),
+        cancels: Arc::new(CancelRequests(cancels)),
     });
     tokio::pin!(shutdown);
     loop {

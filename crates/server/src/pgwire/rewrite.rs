@@ -10,6 +10,9 @@
 //! - an `ORDER BY` expression holding a subquery (DataFusion only plans subqueries in
 //!   projections and filters) is computed as a hidden column of a derived table and sorted
 //!   outside it;
+//! - `x IN (subquery)` in a projection (DataFusion plans IN-subqueries only in filters) is
+//!   asked as `array_has` of the subquery's values, gathered by an uncorrelated scalar
+//!   subquery;
 //! - `information_schema.columns.data_type` reports Postgres type names (`double precision`,
 //!   `timestamp with time zone`) instead of Arrow's;
 //! - `SHOW <fixed setting>` (e.g. `server_version`) reads the server settings table.
@@ -22,8 +25,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, Expr, FunctionArguments, ObjectNamePart, OrderBy, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, Expr, FunctionArguments, ObjectNamePart, OrderBy,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -110,6 +114,10 @@ impl VisitorMut for Rewrite<'_> {
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         if let Some(replacement) = sort_outside_subqueries(query) {
             *query = replacement;
+            self.changed = true;
+        }
+        // After the sort rewrite: it moves ORDER BY subqueries into a projection.
+        if in_subqueries_as_arrays(query) {
             self.changed = true;
         }
         ControlFlow::Continue(())
@@ -235,6 +243,42 @@ fn sort_outside_subqueries(query: &Query) -> Option<Query> {
     Some(*rewritten)
 }
 
+/// In the projection of `query` (and of the derived tables in its `FROM`, which the sort
+/// rewrite creates after they were visited), `x [NOT] IN (SELECT e …)` becomes
+/// `[NOT] array_has((SELECT array_agg(v) FROM (SELECT e …) AS l(v)), x)`: DataFusion plans
+/// IN-subqueries only in filters, but uncorrelated scalar subqueries anywhere. Returns
+/// whether anything changed.
+fn in_subqueries_as_arrays(query: &mut Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_mut() else { return false };
+    let mut changed = false;
+    for item in &mut select.projection {
+        let expr = match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+            _ => continue,
+        };
+        let _ = visit_expressions_mut(expr, |expr| {
+            if let Expr::InSubquery { expr: needle, subquery, negated } = expr {
+                let sql = format!(
+                    "{}array_has((SELECT array_agg(__minitrue_in) FROM ({subquery}) \
+                     AS __minitrue_list(__minitrue_in)), {needle})",
+                    if *negated { "NOT " } else { "" }
+                );
+                if let Some(replacement) = parse_expr(&sql) {
+                    *expr = replacement;
+                    changed = true;
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    for table in &mut select.from {
+        if let TableFactor::Derived { subquery, .. } = &mut table.relation {
+            changed |= in_subqueries_as_arrays(subquery);
+        }
+    }
+    changed
+}
+
 fn contains_subquery(expr: &Expr) -> bool {
     visit_expressions(expr, |expr| match expr {
         Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
@@ -296,11 +340,27 @@ mod tests {
                  ORDER BY CASE WHEN a IN (SELECT 1) THEN 0 ELSE 1 END DESC, 1 LIMIT 5",
             )
             .unwrap();
+        let in_list = "array_has((SELECT array_agg(__minitrue_in) FROM (SELECT 1) \
+                       AS __minitrue_list (__minitrue_in)), a)";
         assert_eq!(
             sql,
-            "SELECT x FROM (SELECT CASE WHEN a IN (SELECT 1) THEN b ELSE c END AS x, \
-             CASE WHEN a IN (SELECT 1) THEN 0 ELSE 1 END AS __minitrue_order_0 FROM t) \
-             AS __minitrue_sorted ORDER BY __minitrue_order_0 DESC, 1 LIMIT 5"
+            format!(
+                "SELECT x FROM (SELECT CASE WHEN {in_list} THEN b ELSE c END AS x, \
+                 CASE WHEN {in_list} THEN 0 ELSE 1 END AS __minitrue_order_0 FROM t) \
+                 AS __minitrue_sorted ORDER BY __minitrue_order_0 DESC, 1 LIMIT 5"
+            )
+        );
+    }
+
+    #[test]
+    fn in_subqueries_in_a_projection_become_array_lookups_but_stay_in_filters() {
+        let sql = rewriter()
+            .rewrite("SELECT a NOT IN (SELECT b FROM u) AS x FROM t WHERE a IN (SELECT c FROM v)")
+            .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT NOT array_has((SELECT array_agg(__minitrue_in) FROM (SELECT b FROM u) \
+             AS __minitrue_list (__minitrue_in)), a) AS x FROM t WHERE a IN (SELECT c FROM v)"
         );
     }
 

@@ -1,4 +1,4 @@
-//! Connection startup: no authentication (any user and database name is accepted until auth
+//! Connection startup: the connection is registered for CancelRequests; no authentication (any user and database name is accepted until auth
 //! is configured; the documented name is `minitrue`), then the ParameterStatus messages of
 //! [`settings::STARTUP_PARAMETERS`](super::settings::STARTUP_PARAMETERS).
 //!
@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion_postgres::pgwire::api::auth::{
@@ -20,6 +21,7 @@ use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
 
+use super::cancel::CancelRegistry;
 use super::settings::STARTUP_PARAMETERS;
 
 /// Client metadata key pgwire's text encoder reads the date style from.
@@ -29,14 +31,16 @@ const METADATA_DATESTYLE: &str = "datestyle";
 pub(crate) struct Startup {
     parameters: ServerParameters,
     pids: RandomPidSecretKeyGenerator,
+    cancels: Arc<CancelRegistry>,
 }
 
 impl Startup {
     /// `time_zone` is the session time zone, reported as `TimeZone`.
-    pub(crate) fn new(time_zone: &str) -> Self {
+    pub(crate) fn new(time_zone: &str, cancels: Arc<CancelRegistry>) -> Self {
         Startup {
             parameters: ServerParameters { time_zone: time_zone.to_string() },
             pids: RandomPidSecretKeyGenerator::default(),
+            cancels,
         }
     }
 }
@@ -86,6 +90,8 @@ impl StartupHandler for Startup {
         // between date and time), also for `SHOW DateStyle`.
         client.metadata_mut().insert(METADATA_DATESTYLE.to_string(), "ISO, MDY".to_string());
         let (pid, secret_key) = self.pids.generate(client);
+        // The registration lives as long as the connection (its session extensions).
+        client.session_extensions().insert(self.cancels.register(pid, secret_key.clone()));
         client.set_pid_and_secret_key(pid, secret_key);
         tracing::debug!(
             user = client.metadata().get("user").map(String::as_str).unwrap_or(""),
