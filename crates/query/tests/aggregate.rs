@@ -341,3 +341,32 @@ async fn explain_shows_the_fast_path_and_analyze_counts_chunks() {
     assert!(analyzed.contains("chunks_from_stats="), "{analyzed}");
     assert!(!analyzed.contains("chunks_from_stats=0"), "{analyzed}");
 }
+
+/// A fast-path aggregate inside a partitioned plan (here the build side of a hash join, as
+/// gap filling with `generate_series` writes it) keeps the partitioning the plan expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_inside_a_partitioned_join() {
+    let f = fixture().await;
+    let options = QueryOptions { target_partitions: Some(4), ..QueryOptions::default() };
+    let ctx = session(f.engine.clone(), options.clone()).await.unwrap();
+    let off = session(f.engine.clone(), options).await.unwrap();
+    off.sql("SET minitrue.aggregate_fast_path = false").await.unwrap().collect().await.unwrap();
+    let reference = reference(&f.expected);
+    reference.sql("SET datafusion.execution.target_partitions = 4").await.unwrap();
+    for join in ["LEFT", "RIGHT"] {
+        let sql = format!(
+            "SELECT b.start, a.n, a.mean FROM generate_series(TIMESTAMPTZ {}, TIMESTAMPTZ {}, \
+             INTERVAL '30 minutes') AS b(start) {join} JOIN (SELECT time_bucket('30 minutes', time) \
+             AS start, count(*) AS n, avg(value) AS mean FROM readings WHERE device_id = 'sensor_1' \
+             GROUP BY 1) a ON a.start = b.start",
+            at(0, 0),
+            at(240, 0)
+        );
+        let (with_fast_path, plan) = run(&ctx, &sql).await;
+        let (without, _) = run(&off, &sql).await;
+        let (expected, _) = run(&reference, &sql).await;
+        assert!(plan.contains("ReadingsAggregateExec"), "{sql}: no fast path:\n{plan}");
+        assert_eq!(with_fast_path, expected, "{sql}: fast path differs from the reference");
+        assert_eq!(without, expected, "{sql}: normal plan differs from the reference");
+    }
+}

@@ -19,10 +19,11 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
-    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 use minitrue_storage::{
     AggregateRequest, Engine, GroupAggregate, StorageError, TimeBuckets, ValueAggregate,
@@ -51,7 +52,18 @@ impl PhysicalOptimizerRule for AggregateFastPath {
             return Ok(plan);
         }
         plan.transform_down(|node| match fast_path_for(&node)? {
-            Some(replacement) => Ok(Transformed::new(replacement, true, TreeNodeRecursion::Jump)),
+            Some(replacement) => {
+                // This rule runs after distribution was enforced: where the plan relies on
+                // the replaced aggregate's partitioning (a partitioned hash join), restore it.
+                let wanted = node.output_partitioning();
+                let replacement = if wanted.partition_count() > 1 {
+                    Arc::new(RepartitionExec::try_new(replacement, wanted.clone())?)
+                        as Arc<dyn ExecutionPlan>
+                } else {
+                    replacement
+                };
+                Ok(Transformed::new(replacement, true, TreeNodeRecursion::Jump))
+            }
             None => Ok(Transformed::no(node)),
         })
         .map(|transformed| transformed.data)
