@@ -940,7 +940,7 @@ mod tests {
     use crate::object_reader::reader_options;
 
     /// The engine's view of a file written in memory, read back from its bytes.
-    pub(crate) fn reopen(file: &EncodedFile) -> DataFile {
+    fn reopen(file: &EncodedFile) -> DataFile {
         let reader_meta = ArrowReaderMetadata::load(&file.bytes, reader_options()).unwrap();
         DataFile::from_footer(&file.meta.path, file.bytes.len() as u64, reader_meta).unwrap()
     }
@@ -949,7 +949,7 @@ mod tests {
     /// series `a`/`temperature` and `b`/`temperature`, one point per minute for 3 hours from
     /// 10 minutes before an hour, values `(2000 + (i * 37 + k) % 300) / 100` with k = 0 for `a`
     /// and 7 for `b`.
-    pub(crate) const FILE_BEFORE_SEGMENTS: &[u8] =
+    const FILE_BEFORE_SEGMENTS: &[u8] =
         include_bytes!("../tests/fixtures/format1-before-segments.parquet");
 
     #[test]
