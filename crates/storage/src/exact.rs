@@ -164,6 +164,15 @@ impl ExactSum {
 
     /// Parses [`ExactSum::to_bytes`]; rejects anything it could not have written.
     pub fn from_bytes(bytes: &[u8]) -> Result<ExactSum> {
+        let mut sum = ExactSum::new();
+        sum.merge_bytes(bytes)?;
+        Ok(sum)
+    }
+
+    /// Adds the sum stored as [`ExactSum::to_bytes`], like [`ExactSum::merge`] of
+    /// [`ExactSum::from_bytes`] without building it (the aggregate path merges thousands of
+    /// stored segment sums per query). On error `self` is unchanged.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let invalid = |reason: &str| StorageError::InvalidRequest {
             reason: format!("exact sum bytes: {reason}"),
         };
@@ -174,20 +183,34 @@ impl ExactSum {
         if !rest.len().is_multiple_of(17) {
             return Err(invalid("truncated digit"));
         }
-        let mut sum = ExactSum { specials, ..ExactSum::default() };
-        for chunk in rest.chunks_exact(17) {
-            let position = chunk[0] as usize;
+        let digit_of = |chunk: &[u8]| {
             let mut raw = [0u8; 16];
             raw.copy_from_slice(&chunk[1..]);
-            let digit = i128::from_le_bytes(raw);
-            // Normalised digits are below 2^64 except the top one; 2^100 keeps the headroom.
-            if position >= LIMBS || digit.unsigned_abs() >= 1u128 << 100 {
+            (chunk[0] as usize, i128::from_le_bytes(raw))
+        };
+        // Validated before anything is added, so a bad digit leaves `self` as it was.
+        // Normalised digits are below 2^64 except the top one; 2^100 keeps the headroom.
+        // Positions strictly increase (as written), so there are at most `LIMBS` digits.
+        let mut next_position = 0;
+        for (position, digit) in rest.chunks_exact(17).map(digit_of) {
+            if position < next_position || position >= LIMBS || digit.unsigned_abs() >= 1u128 << 100
+            {
                 return Err(invalid("digit out of range"));
             }
-            sum.add_digit(position, digit);
-            sum.pending = sum.pending.max(1);
+            next_position = position + 1;
         }
-        Ok(sum)
+        self.specials |= specials;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.normalize();
+        for (position, digit) in rest.chunks_exact(17).map(digit_of) {
+            self.add_digit(position, digit);
+        }
+        // Like a merge: the added digits count as one term of headroom (at most 34 digits
+        // below 2^100 each, far inside what a normalised digit can take).
+        self.pending = 1;
+        Ok(())
     }
 
     #[inline]
@@ -500,6 +523,18 @@ mod tests {
         let mut bad = vec![0u8, 40];
         bad.extend_from_slice(&1i128.to_le_bytes());
         assert!(ExactSum::from_bytes(&bad).is_err());
+        // Positions repeated or out of order are not what `to_bytes` writes.
+        let mut repeated = vec![0u8];
+        for _ in 0..2 {
+            repeated.push(16);
+            repeated.extend_from_slice(&1i128.to_le_bytes());
+        }
+        assert!(ExactSum::from_bytes(&repeated).is_err());
+        let mut sum = ExactSum::of(&[1.5]);
+        assert!(sum.merge_bytes(&repeated).is_err());
+        assert_eq!(sum.to_f64(), 1.5, "a rejected merge changes nothing");
+        sum.merge_bytes(&ExactSum::of(&[0.25, f64::INFINITY]).to_bytes()).unwrap();
+        assert_eq!(sum.to_f64(), f64::INFINITY);
     }
 
     #[test]

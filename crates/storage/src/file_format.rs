@@ -13,9 +13,12 @@
 //!
 //! All columns are zstd-compressed, with page statistics and the page index. The footer's
 //! key-value metadata makes the file self-describing: `minitrue.file` is its [`FileMeta`] as
-//! JSON and `minitrue.series` the per-series index (zstd-compressed JSON, base64) ([`SeriesStats`]: row range, time range,
-//! count, sum, min, max, first and last value) so aggregates can skip decoding and a lost
-//! manifest can be rebuilt from the files themselves.
+//! JSON, `minitrue.series` the per-series index (zstd-compressed JSON, base64) ([`SeriesStats`]:
+//! row range, time range, count, sum, min, max, first and last value, and the exact
+//! [`ChunkAggregate`]) and `minitrue.segments` the segment index (exact aggregates of each
+//! series per hour and at most 4096 rows, see [`crate::segments`]; absent in files written
+//! before segments), so aggregates can skip decoding and a lost manifest can be rebuilt from
+//! the files themselves.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -48,10 +51,13 @@ use crate::layout::{
     choose_layout, decimal_mantissa, decimal_to_f64, TimeUnit, UnitTracker, ValueLayout,
 };
 use crate::memtable::SeriesPoints;
+use crate::segments::{SegmentIndex, SegmentWriter, SeriesSegments, SEGMENTS_KEY};
 
 pub const FILE_META_KEY: &str = "minitrue.file";
 /// Marks a series index stored as base64 of zstd-compressed JSON.
 const COMPRESSED_INDEX_PREFIX: &str = "zstd+base64:";
+/// zstd level of the footer indexes (written once per file, read at every open).
+const INDEX_ZSTD_LEVEL: i32 = 9;
 /// Largest decompressed series index accepted (about 2 M series).
 const MAX_SERIES_INDEX_BYTES: usize = 512 << 20;
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -167,11 +173,14 @@ pub struct SeriesIndex {
     /// Parallel to `entries`; empty for files written before exact aggregates were stored
     /// (such files are always decoded by aggregates).
     aggregates: Vec<ChunkAggregate>,
+    /// Segments of every series; `None` for files written before segments.
+    segments: Option<SegmentIndex>,
 }
 
 impl PartialEq for SeriesIndex {
     fn eq(&self, other: &Self) -> bool {
         self.entries == other.entries
+            && self.segments == other.segments
             && self.aggregates.len() == other.aggregates.len()
             && self.aggregates.iter().zip(&other.aggregates).all(|(a, b)| {
                 a.sum.to_bytes() == b.sum.to_bytes()
@@ -194,6 +203,17 @@ impl SeriesIndex {
     pub fn aggregate(&self, series: &SeriesKey) -> Option<&ChunkAggregate> {
         let position = self.entries.binary_search_by(|(key, _)| key.cmp(series)).ok()?;
         self.aggregates.get(position)
+    }
+
+    /// The segments of `series` in this file, when the file stores segments.
+    pub fn segments(&self, series: &SeriesKey) -> Option<SeriesSegments<'_>> {
+        let position = self.entries.binary_search_by(|(key, _)| key.cmp(series)).ok()?;
+        self.segments.as_ref()?.of_series(position)
+    }
+
+    /// The segment index of the whole file, when the file stores segments.
+    pub fn segment_index(&self) -> Option<&SegmentIndex> {
+        self.segments.as_ref()
     }
 
     pub fn len(&self) -> usize {
@@ -235,7 +255,7 @@ impl SeriesIndex {
         json.devices = devices.into_iter().map(str::to_string).collect();
         let text = serde_json::to_string(&json).unwrap_or_default();
         // Footer metadata is text: compress (the index of 40k series is megabytes of JSON).
-        match zstd::bulk::compress(text.as_bytes(), 9) {
+        match zstd::bulk::compress(text.as_bytes(), INDEX_ZSTD_LEVEL) {
             Ok(compressed) => format!("{COMPRESSED_INDEX_PREFIX}{}", BASE64.encode(compressed)),
             Err(_) => text,
         }
@@ -320,7 +340,15 @@ impl SeriesIndex {
                 });
             }
         }
-        Ok(SeriesIndex { entries, aggregates })
+        Ok(SeriesIndex { entries, aggregates, segments: None })
+    }
+
+    /// Reads the footer's segment index (`text`) into this series index.
+    fn load_segments(&mut self, path: &str, text: &str) -> Result<()> {
+        let chunks: Vec<(u64, TimeRange)> =
+            self.entries.iter().map(|(_, stats)| (stats.rows, stats.time)).collect();
+        self.segments = Some(SegmentIndex::decode(path, text, &chunks)?);
+        Ok(())
     }
 }
 
@@ -542,6 +570,7 @@ struct FileWriter {
     writer: ArrowWriter<Vec<u8>>,
     index: Vec<(SeriesKey, SeriesStats)>,
     aggregates: Vec<ChunkAggregate>,
+    segments: SegmentWriter,
     // Rows buffered for the next batch.
     times: Vec<i64>,
     mantissas: Vec<i64>,
@@ -620,6 +649,7 @@ impl FileWriter {
             writer,
             index: Vec::new(),
             aggregates: Vec::new(),
+            segments: SegmentWriter::default(),
             times: Vec::new(),
             mantissas: Vec::new(),
             floats: Vec::new(),
@@ -673,8 +703,12 @@ impl FileWriter {
             _ => {
                 self.index.push((key.clone(), stats));
                 self.aggregates.push(aggregate);
+                self.segments.start_series();
                 self.meta.series += 1;
             }
+        }
+        for (&time, &value) in times.iter().zip(values) {
+            self.segments.push(time, value);
         }
         self.meta.rows += times.len() as u64;
         self.meta.time.start = self.meta.time.start.min(first_time);
@@ -737,7 +771,13 @@ impl FileWriter {
 
     fn finish(mut self) -> Result<EncodedFile> {
         self.write_buffered()?;
-        let index = SeriesIndex { entries: self.index, aggregates: self.aggregates };
+        let segments = self.segments.finish();
+        let segments_text = segments.encode(INDEX_ZSTD_LEVEL)?;
+        let index = SeriesIndex {
+            entries: self.index,
+            aggregates: self.aggregates,
+            segments: Some(segments),
+        };
         let meta_json = serde_json::to_string(&self.meta)
             .map_err(|e| StorageError::Task(format!("file meta to json: {e}")))?;
         self.writer.append_key_value_metadata(KeyValue::new(FILE_META_KEY.to_string(), meta_json));
@@ -745,6 +785,8 @@ impl FileWriter {
             SERIES_INDEX_KEY.to_string(),
             index.to_json(),
         ));
+        self.writer
+            .append_key_value_metadata(KeyValue::new(SEGMENTS_KEY.to_string(), segments_text));
         let path = self.meta.path.clone();
         let bytes = self.writer.into_inner().map_err(|e| StorageError::parquet(&path, e))?;
         let mut meta = self.meta;
@@ -800,7 +842,10 @@ impl DataFile {
         }
         let index_json = find(SERIES_INDEX_KEY)
             .ok_or_else(|| corrupt("footer has no minitrue.series metadata"))?;
-        let index = SeriesIndex::from_json(path, &index_json)?;
+        let mut index = SeriesIndex::from_json(path, &index_json)?;
+        if let Some(segments_text) = find(SEGMENTS_KEY) {
+            index.load_segments(path, &segments_text)?;
+        }
         let parquet_rows = reader_meta.metadata().file_metadata().num_rows();
         if parquet_rows < 0 || parquet_rows as u64 != meta.rows {
             return Err(corrupt("row count in footer differs from minitrue.file"));
@@ -817,28 +862,50 @@ pub fn to_readings_batch(meta: &FileMeta, batch: &RecordBatch) -> Result<RecordB
     if batch.num_columns() != 4 {
         return Err(corrupt(format!("expected 4 columns, read {}", batch.num_columns())));
     }
-    let time_column = batch.column(0);
+    let times = decode_times(meta, batch.column(0))?;
+    let values = decode_values(meta, batch.column(3))?;
+    for column in [batch.column(1), batch.column(2)] {
+        if column.data_type() != &DataType::Utf8 || column.null_count() > 0 {
+            return Err(corrupt(format!("name column has type {}", column.data_type())));
+        }
+    }
+    Ok(RecordBatch::try_new(
+        readings_schema(),
+        vec![
+            Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+            batch.column(1).clone(),
+            batch.column(2).clone(),
+            Arc::new(Float64Array::from(values)),
+        ],
+    )?)
+}
+
+/// The `time` column of a data file as nanoseconds.
+pub(crate) fn decode_times(meta: &FileMeta, time_column: &ArrayRef) -> Result<Vec<i64>> {
     let unit_nanos = meta.time_unit.nanos();
-    let times: Vec<i64> = match time_column.data_type() {
-        DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => time_column
-            .as_primitive::<TimestampMillisecondType>()
-            .values()
-            .iter()
-            .map(|&t| t * unit_nanos)
-            .collect(),
-        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => time_column
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .iter()
-            .map(|&t| t * unit_nanos)
-            .collect(),
+    let scaled = |times: &[i64]| times.iter().map(|&t| t * unit_nanos).collect();
+    Ok(match time_column.data_type() {
+        DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => {
+            scaled(time_column.as_primitive::<TimestampMillisecondType>().values())
+        }
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+            scaled(time_column.as_primitive::<TimestampMicrosecondType>().values())
+        }
         DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => {
             time_column.as_primitive::<TimestampNanosecondType>().values().to_vec()
         }
-        other => return Err(corrupt(format!("time column has type {other}"))),
-    };
-    let value_column = batch.column(3);
-    let values: Vec<f64> = match value_column.data_type() {
+        other => {
+            return Err(StorageError::CorruptFile {
+                path: meta.path.clone(),
+                reason: format!("time column has type {other}"),
+            })
+        }
+    })
+}
+
+/// The `value` column of a data file as doubles.
+pub(crate) fn decode_values(meta: &FileMeta, value_column: &ArrayRef) -> Result<Vec<f64>> {
+    Ok(match value_column.data_type() {
         DataType::Decimal64(_, scale) => {
             let scale = *scale as u8;
             value_column
@@ -858,27 +925,193 @@ pub fn to_readings_batch(meta: &FileMeta, batch: &RecordBatch) -> Result<RecordB
                 .collect()
         }
         DataType::Float64 => value_column.as_primitive::<Float64Type>().values().to_vec(),
-        other => return Err(corrupt(format!("value column has type {other}"))),
-    };
-    for column in [batch.column(1), batch.column(2)] {
-        if column.data_type() != &DataType::Utf8 || column.null_count() > 0 {
-            return Err(corrupt(format!("name column has type {}", column.data_type())));
+        other => {
+            return Err(StorageError::CorruptFile {
+                path: meta.path.clone(),
+                reason: format!("value column has type {other}"),
+            })
         }
-    }
-    Ok(RecordBatch::try_new(
-        readings_schema(),
-        vec![
-            Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
-            batch.column(1).clone(),
-            batch.column(2).clone(),
-            Arc::new(Float64Array::from(values)),
-        ],
-    )?)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object_reader::reader_options;
+
+    /// The engine's view of a file written in memory, read back from its bytes.
+    fn reopen(file: &EncodedFile) -> DataFile {
+        let reader_meta = ArrowReaderMetadata::load(&file.bytes, reader_options()).unwrap();
+        DataFile::from_footer(&file.meta.path, file.bytes.len() as u64, reader_meta).unwrap()
+    }
+
+    /// A file written before segments were stored (format 1, with exact chunk aggregates):
+    /// series `a`/`temperature` and `b`/`temperature`, one point per minute for 3 hours from
+    /// 10 minutes before an hour, values `(2000 + (i * 37 + k) % 300) / 100` with k = 0 for `a`
+    /// and 7 for `b`.
+    const FILE_BEFORE_SEGMENTS: &[u8] =
+        include_bytes!("../tests/fixtures/format1-before-segments.parquet");
+
+    #[test]
+    fn files_written_before_segments_load_without_them() {
+        let bytes = Bytes::from_static(FILE_BEFORE_SEGMENTS);
+        let reader_meta = ArrowReaderMetadata::load(&bytes, reader_options()).unwrap();
+        let kv = reader_meta.metadata().file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().all(|entry| entry.key != SEGMENTS_KEY));
+        let path = "data/all/0000000000000001-d2.parquet";
+        let file = DataFile::from_footer(path, bytes.len() as u64, reader_meta).unwrap();
+        assert!(file.index.segment_index().is_none());
+        let key = SeriesKey::new("a", "temperature").unwrap();
+        assert!(file.index.segments(&key).is_none());
+        let values: Vec<f64> =
+            (0..180i64).map(|i| ((2000 + (i * 37) % 300) as f64) / 100.0).collect();
+        let stored = file.index.aggregate(&key).unwrap();
+        assert_eq!(stored.sum.to_f64().to_bits(), ExactSum::of(&values).to_f64().to_bits());
+        assert_eq!(file.index.get(&key).unwrap().rows, 180);
+    }
+
+    #[test]
+    fn damaged_segment_indexes_are_refused() {
+        let key = SeriesKey::new("a", "m").unwrap();
+        let points = SeriesPoints {
+            times: (0..5000i64).map(|i| i * 1_000_000_000).collect(),
+            values: (0..5000).map(|i| i as f64 / 4.0).collect(),
+        };
+        let files =
+            write_file_set(std::slice::from_ref(&key), &|_| Ok(points.clone()), &test_params())
+                .unwrap();
+        let file = reopen(&files[0]);
+        let text = file.index.segment_index().unwrap().encode(3).unwrap();
+        let chunks: Vec<(u64, TimeRange)> =
+            file.index.iter().map(|(_, stats)| (stats.rows, stats.time)).collect();
+        assert!(SegmentIndex::decode("x", &text, &chunks).is_ok());
+        // The series index says something else than the segments.
+        let mut other = chunks.clone();
+        other[0].0 += 1;
+        assert!(SegmentIndex::decode("x", &text, &other).is_err());
+        other = chunks.clone();
+        other[0].1.end += 1;
+        assert!(SegmentIndex::decode("x", &text, &other).is_err());
+        assert!(SegmentIndex::decode("x", &text, &[]).is_err());
+        // Not base64, not zstd, truncated, unknown version.
+        assert!(SegmentIndex::decode("x", "zstd+base64:!!", &chunks).is_err());
+        assert!(SegmentIndex::decode("x", "zstd+base64:AAAA", &chunks).is_err());
+        assert!(SegmentIndex::decode("x", "plain", &chunks).is_err());
+        let payload = zstd::bulk::decompress(
+            &BASE64.decode(text.strip_prefix(COMPRESSED_INDEX_PREFIX).unwrap()).unwrap(),
+            1 << 20,
+        )
+        .unwrap();
+        let encode = |payload: &[u8]| {
+            format!(
+                "{COMPRESSED_INDEX_PREFIX}{}",
+                BASE64.encode(zstd::bulk::compress(payload, 1).unwrap())
+            )
+        };
+        for cut in [1, 5, payload.len() / 2, payload.len() - 1] {
+            assert!(SegmentIndex::decode("x", &encode(&payload[..cut]), &chunks).is_err(), "{cut}");
+        }
+        let mut future = payload.clone();
+        future[0] = 2;
+        assert!(SegmentIndex::decode("x", &encode(&future), &chunks).is_err());
+        let mut trailing = payload.clone();
+        trailing.push(0);
+        assert!(SegmentIndex::decode("x", &encode(&trailing), &chunks).is_err());
+        // Any single flipped byte is refused or still describes the same rows and times.
+        for position in 0..payload.len() {
+            let mut damaged = payload.clone();
+            damaged[position] ^= 0x41;
+            if let Ok(index) = SegmentIndex::decode("x", &encode(&damaged), &chunks) {
+                let segments = index.of_series(0).unwrap();
+                let rows: u64 = segments.iter().map(|segment| segment.rows).sum();
+                assert_eq!(rows, 5000);
+            }
+        }
+    }
+
+    fn test_params() -> FileSetParams {
+        FileSetParams {
+            partition_ns: None,
+            zstd_level: 1,
+            row_group_rows: 1024,
+            page_rows: 1024,
+            lsn: LsnRange { min: 1, max: 1 },
+            batch_id: 1,
+            first_file_id: 1,
+            compacted_from: Vec::new(),
+            level: 0,
+        }
+    }
+
+    #[test]
+    fn segments_cut_at_hours_and_row_limit() {
+        const HOUR: i64 = crate::segments::SEGMENT_ALIGN_NS;
+        let a = SeriesKey::new("a", "m").unwrap();
+        let b = SeriesKey::new("b", "m").unwrap();
+        // `a`: every 100 ms from half an hour before an hour for 2 hours (36,000 points per
+        // hour: cut at 4096 rows and at the hours); `b`: three points, two in one hour.
+        let base = 1_700_000_000 / 3600 * HOUR;
+        let load = |key: &SeriesKey| -> Result<SeriesPoints> {
+            Ok(if key == &a {
+                let times: Vec<i64> =
+                    (0..72_000i64).map(|i| base - HOUR / 2 + i * 100_000_000).collect();
+                let values = (0..times.len()).map(|i| (i as f64 * 0.37).sin()).collect();
+                SeriesPoints { times, values }
+            } else {
+                SeriesPoints {
+                    times: vec![base + 5, base + 10, base + HOUR + 7],
+                    values: vec![f64::NAN, -0.0, f64::INFINITY],
+                }
+            })
+        };
+        let files = write_file_set(&[a.clone(), b.clone()], &load, &test_params()).unwrap();
+        assert_eq!(files.len(), 1);
+        let file = reopen(&files[0]);
+        for key in [&a, &b] {
+            let stats = file.index.get(key).unwrap();
+            let points = load(key).unwrap();
+            let segments = file.index.segments(key).unwrap();
+            let mut next_row = 0;
+            for segment in segments.iter() {
+                assert_eq!(segment.row_offset, next_row);
+                assert!(segment.rows <= u64::from(crate::segments::SEGMENT_MAX_ROWS));
+                let rows = next_row as usize..(next_row + segment.rows) as usize;
+                let times = &points.times[rows.clone()];
+                assert_eq!(segment.time, TimeRange::new(times[0], times[times.len() - 1]));
+                assert_eq!(
+                    segment.time.start.div_euclid(HOUR),
+                    segment.time.end.div_euclid(HOUR),
+                    "a segment never spans an hour boundary"
+                );
+                let expected = ValueAggregate::of(&points.values[rows]);
+                let mut got = ValueAggregate::default();
+                segment.merge_into(&mut got).unwrap();
+                assert_eq!(got.count, expected.count);
+                assert_eq!(got.sum.to_f64().to_bits(), expected.sum.to_f64().to_bits());
+                assert_eq!(got.min.to_bits(), expected.min.to_bits());
+                assert_eq!(got.max.to_bits(), expected.max.to_bits());
+                next_row += segment.rows;
+            }
+            assert_eq!(next_row, stats.rows);
+        }
+        // Half an hour (18,000 rows), an hour (36,000), half an hour: cut every 4096 rows.
+        let counts: Vec<u64> = file.index.segments(&a).unwrap().iter().map(|s| s.rows).collect();
+        let mut expected = vec![4096; 4];
+        expected.push(1616);
+        expected.extend([4096; 8]);
+        expected.push(3232);
+        expected.extend([4096; 4]);
+        expected.push(1616);
+        assert_eq!(counts, expected);
+        let b_segments = file.index.segments(&b).unwrap();
+        assert_eq!(b_segments.len(), 2);
+        assert!(b_segments.overlaps(&TimeRange::new(base + HOUR, base + 2 * HOUR)));
+        assert!(!b_segments.overlaps(&TimeRange::new(base + 11, base + HOUR + 6)));
+        assert!(b_segments.overlaps(&TimeRange::new(base + 10, base + HOUR + 6)));
+        assert!(b_segments.overlaps(&TimeRange::new(i64::MIN, base + 5)));
+        assert!(!b_segments.overlaps(&TimeRange::new(i64::MIN, base + 4)));
+        assert!(!b_segments.overlaps(&TimeRange::new(base + HOUR + 8, i64::MAX)));
+    }
 
     #[test]
     fn partition_paths_are_dated() {
@@ -945,8 +1178,9 @@ mod tests {
         let mut rows = 0;
         let mut min = f64::NAN;
         for file in &files {
-            let index = SeriesIndex::from_json("x", &file.index.to_json()).unwrap();
+            let index = reopen(file).index;
             assert_eq!(index, file.index);
+            assert!(index.segments(&key).is_some());
             let aggregate = index.aggregate(&key).unwrap();
             sum.merge(&aggregate.sum);
             rows += index.get(&key).unwrap().rows;
@@ -975,6 +1209,7 @@ mod tests {
                 (SeriesKey::new("b", "m").unwrap(), stats),
             ],
             aggregates: Vec::new(),
+            segments: None,
         };
         let back = SeriesIndex::from_json("x", &index.to_json()).unwrap();
         assert_eq!(back.entries.len(), 2);

@@ -26,6 +26,7 @@ pub mod memtable;
 mod metrics;
 mod object_reader;
 mod scan;
+pub mod segments;
 pub mod series_tags;
 
 pub use aggregate::{AggregateOutput, AggregateRequest, GroupAggregate, TimeBuckets};

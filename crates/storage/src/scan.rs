@@ -14,10 +14,13 @@ use minitrue_common::{SeriesKey, TimeRange};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use crate::error::{Result, StorageError};
-use crate::file_format::{readings_schema, to_readings_batch, DataFile};
+use crate::file_format::{
+    decode_times, decode_values, readings_schema, to_readings_batch, DataFile,
+};
 use crate::manifest::Tombstone;
 use crate::memtable::{Memtable, SeriesPoints};
 use crate::object_reader::ObjectFileReader;
@@ -375,7 +378,7 @@ fn needs_merge(placements: &[Placement], time: TimeRange) -> bool {
     ranges.windows(2).any(|w| w[1].start <= w[0].end)
 }
 
-fn apply_tombstones(points: &mut SeriesPoints, tombstones: &[TimeRange]) {
+pub(crate) fn apply_tombstones(points: &mut SeriesPoints, tombstones: &[TimeRange]) {
     if !tombstones.is_empty() {
         points.retain(|t| !tombstones.iter().any(|range| range.contains(t)));
     }
@@ -455,6 +458,62 @@ pub(crate) async fn read_file_rows(
     ranges: &[(u64, u64)],
     batch_rows: usize,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let Some(stream) = file_rows_stream(store, file, ranges, batch_rows, None)? else {
+        return Ok(futures::stream::empty().boxed());
+    };
+    let file = file.clone();
+    Ok(stream
+        .map(move |batch| match batch {
+            Ok(batch) => to_readings_batch(&file.meta, &batch),
+            Err(e) => Err(StorageError::parquet(&file.meta.path, e)),
+        })
+        .boxed())
+}
+
+/// Times and values of a file's rows, in the order the rows were asked for.
+pub(crate) type TimeValueStream = BoxStream<'static, Result<(Vec<i64>, Vec<f64>)>>;
+
+/// Streams the times (ns) and values of the given row ranges (sorted, disjoint) of a file,
+/// decoding only those two columns of the row groups and pages the ranges touch.
+pub(crate) fn read_file_time_values(
+    store: &Arc<dyn ObjectStore>,
+    file: &Arc<DataFile>,
+    ranges: &[(u64, u64)],
+    batch_rows: usize,
+) -> Result<TimeValueStream> {
+    // The file schema is (time, device_id, metric, value).
+    let mask = ProjectionMask::roots(file.reader_meta.parquet_schema(), [0, 3]);
+    let Some(stream) = file_rows_stream(store, file, ranges, batch_rows, Some(mask))? else {
+        return Ok(futures::stream::empty().boxed());
+    };
+    let file = file.clone();
+    Ok(stream
+        .map(move |batch| {
+            let batch = batch.map_err(|e| StorageError::parquet(&file.meta.path, e))?;
+            if batch.num_columns() != 2 {
+                return Err(StorageError::CorruptFile {
+                    path: file.meta.path.clone(),
+                    reason: format!("expected 2 columns, read {}", batch.num_columns()),
+                });
+            }
+            Ok((
+                decode_times(&file.meta, batch.column(0))?,
+                decode_values(&file.meta, batch.column(1))?,
+            ))
+        })
+        .boxed())
+}
+
+/// The Parquet stream of the given row ranges (sorted, disjoint) of a file, reading only the
+/// row groups they touch (and, with the page index, only the pages); `None` when no row is
+/// selected.
+fn file_rows_stream(
+    store: &Arc<dyn ObjectStore>,
+    file: &Arc<DataFile>,
+    ranges: &[(u64, u64)],
+    batch_rows: usize,
+    projection: Option<ProjectionMask>,
+) -> Result<Option<ParquetRecordBatchStream<ObjectFileReader>>> {
     let path = file.meta.path.clone();
     let metadata = file.reader_meta.metadata();
     // Row groups touched, and the selection relative to the rows of those groups.
@@ -499,24 +558,19 @@ pub(crate) async fn read_file_rows(
         group_start = group_end;
     }
     if groups.is_empty() {
-        return Ok(futures::stream::empty().boxed());
+        return Ok(None);
     }
     let reader =
         ObjectFileReader::new(store.clone(), Path::from(path.as_str()), file.meta.size_bytes);
-    let stream =
+    let mut builder =
         ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.reader_meta.clone())
             .with_row_groups(groups)
             .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| StorageError::parquet(&path, e))?;
-    let file = file.clone();
-    Ok(stream
-        .map(move |batch| match batch {
-            Ok(batch) => to_readings_batch(&file.meta, &batch),
-            Err(e) => Err(StorageError::parquet(&file.meta.path, e)),
-        })
-        .boxed())
+            .with_batch_size(batch_rows);
+    if let Some(mask) = projection {
+        builder = builder.with_projection(mask);
+    }
+    builder.build().map(Some).map_err(|e| StorageError::parquet(&path, e))
 }
 
 async fn read_file_series(

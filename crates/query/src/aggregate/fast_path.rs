@@ -299,8 +299,9 @@ impl TimeBuckets for ExprBuckets {
 
 /// Answers `SELECT <count/sum/avg/min/max> FROM readings WHERE <pushed-down filters>
 /// [GROUP BY device_id, metric, time_bucket/date_bin]` with one [`Engine::aggregate`] call:
-/// stored chunk aggregates where exact, decoded points elsewhere. Produces exactly the rows of
-/// the aggregate it replaces (same schema; rows in no particular order). One partition.
+/// stored chunk and segment aggregates where exact, decoded points elsewhere. Produces exactly
+/// the rows of the aggregate it replaces (same schema; rows in no particular order). One
+/// partition.
 #[derive(Debug)]
 pub struct ReadingsAggregateExec {
     engine: crate::readings::EngineRef,
@@ -428,6 +429,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
         let aggregates: Vec<AggregateOutput> = self.aggregates.iter().map(|(a, _)| *a).collect();
         let schema = self.schema.clone();
         let chunks = MetricBuilder::new(&self.metrics).counter("chunks_from_stats", partition);
+        let segments = MetricBuilder::new(&self.metrics).counter("segments_from_stats", partition);
         let stats_points =
             MetricBuilder::new(&self.metrics).counter("points_from_stats", partition);
         let decoded = MetricBuilder::new(&self.metrics).counter("points_decoded", partition);
@@ -443,6 +445,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
                     .map_err(|e| crate::error::QueryError::Storage(e).into_datafusion())?
             };
             chunks.add(output.chunks_from_stats as usize);
+            segments.add(output.segments_from_stats as usize);
             stats_points.add(output.points_from_stats as usize);
             decoded.add(output.points_decoded as usize);
             let batch = build_batch(&schema, &groups, &aggregates, output.groups)?;
