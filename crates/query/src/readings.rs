@@ -374,7 +374,8 @@ impl ExecutionPlan for ReadingsScanExec {
     }
 }
 
-fn no_children<T: ExecutionPlan + 'static>(
+/// `replace_children` of a leaf plan: only "no children" is accepted.
+pub(crate) fn no_children<T: ExecutionPlan + 'static>(
     plan: Arc<T>,
     children: Vec<Arc<dyn ExecutionPlan>>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {

@@ -1161,19 +1161,9 @@ mod tests {
             times: (0..values.len() as i64).map(|i| i * 1_000_000_000).collect(),
             values: values.clone(),
         };
-        let params = FileSetParams {
-            partition_ns: None,
-            zstd_level: 1,
-            row_group_rows: 1024,
-            page_rows: 1024,
-            lsn: LsnRange { min: 1, max: 1 },
-            batch_id: 1,
-            first_file_id: 1,
-            compacted_from: Vec::new(),
-            level: 0,
-        };
         let files =
-            write_file_set(std::slice::from_ref(&key), &|_| Ok(points.clone()), &params).unwrap();
+            write_file_set(std::slice::from_ref(&key), &|_| Ok(points.clone()), &test_params())
+                .unwrap();
         let mut sum = ExactSum::new();
         let mut rows = 0;
         let mut min = f64::NAN;

@@ -32,7 +32,7 @@ use minitrue_storage::{
 use super::exact::{ExactAggregate, ExactKind};
 use super::MiniTrueOptions;
 use crate::pushdown::{ScanBounds, DEVICE_ID, METRIC, TIME, VALUE};
-use crate::readings::ReadingsScanExec;
+use crate::readings::{no_children, ReadingsScanExec};
 
 /// Replaces `AggregateExec`s over a [`ReadingsScanExec`] by a [`ReadingsAggregateExec`] when
 /// every group expression and aggregate is one the engine computes exactly (see the parent
@@ -386,11 +386,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal("ReadingsAggregateExec has no children".into()))
-        }
+        no_children(self, children)
     }
 
     fn with_new_children(

@@ -42,6 +42,15 @@ pub(crate) struct SqlCounters {
 }
 
 impl SqlCounters {
+    /// Counts one answered query, and a failure when `answer` is an error.
+    fn count(&self, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        if answer.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
     pub(crate) fn metrics(self: Arc<Self>) -> impl Fn(&mut Vec<Metric>) + Send + Sync {
         move |out: &mut Vec<Metric>| {
             out.push(
@@ -133,12 +142,7 @@ pub(crate) async fn sql(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.sql_counters.queries.fetch_add(1, Ordering::Relaxed);
-    let answer = answer_sql(&state, params, &headers, body).await;
-    if answer.is_err() {
-        state.sql_counters.failed.fetch_add(1, Ordering::Relaxed);
-    }
-    answer
+    state.sql_counters.count(answer_sql(&state, params, &headers, body).await)
 }
 
 async fn answer_sql(
@@ -191,12 +195,7 @@ pub(crate) async fn series_query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.sql_counters.queries.fetch_add(1, Ordering::Relaxed);
-    let answer = answer_series_query(&state, &headers, body).await;
-    if answer.is_err() {
-        state.sql_counters.failed.fetch_add(1, Ordering::Relaxed);
-    }
-    answer
+    state.sql_counters.count(answer_series_query(&state, &headers, body).await)
 }
 
 async fn answer_series_query(
@@ -241,7 +240,8 @@ async fn answer_series_query(
             sql.push_str(&format!(" AND time {operator} ${}", params.len()));
         }
     }
-    let batches = collect(execute(ctx, &sql, params).await?).await?;
+    let stream = execute(ctx, &sql, params).await?;
+    let batches = datafusion::physical_plan::common::collect(stream).await.map_err(query_error)?;
     let (result, count) = single_aggregate_row(&batches)?;
     let result = if count == 0 { None } else { result };
     Ok(Json(json!({
@@ -319,14 +319,6 @@ async fn execute(
         frame.with_param_values(params).map_err(query_error)?
     };
     frame.execute_stream().await.map_err(query_error)
-}
-
-async fn collect(mut stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>, ApiError> {
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.next().await {
-        batches.push(batch.map_err(query_error)?);
-    }
-    Ok(batches)
 }
 
 /// The one place query errors become HTTP answers.

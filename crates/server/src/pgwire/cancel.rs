@@ -91,8 +91,8 @@ impl CancelHandler for CancelRequests {
 impl CancelSignal {
     /// Resolves when the connection is cancelled after this call.
     pub(crate) fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
+        // A new receiver has seen the current generation: only later cancels wake it.
         let mut receiver = self.generation.subscribe();
-        receiver.mark_unchanged();
         async move {
             // An error means the connection is gone: then nothing can cancel any more.
             if receiver.changed().await.is_err() {
