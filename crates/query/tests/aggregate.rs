@@ -254,13 +254,21 @@ fn other_queries() -> Vec<String> {
     ]
 }
 
+/// Sessions over the fixture with the fast path on and off, and the `MemTable` reference.
+async fn on_off_and_reference(
+    f: &Fixture,
+    options: QueryOptions,
+) -> (SessionContext, SessionContext, SessionContext) {
+    let on = session(f.engine.clone(), options.clone()).await.unwrap();
+    let off = session(f.engine.clone(), options).await.unwrap();
+    off.sql("SET minitrue.aggregate_fast_path = false").await.unwrap().collect().await.unwrap();
+    (on, off, reference(&f.expected))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_path_on_off_and_reference_agree_to_the_bit() {
     let f = fixture().await;
-    let ctx = session(f.engine.clone(), QueryOptions::default()).await.unwrap();
-    let off = session(f.engine.clone(), QueryOptions::default()).await.unwrap();
-    off.sql("SET minitrue.aggregate_fast_path = false").await.unwrap().collect().await.unwrap();
-    let reference = reference(&f.expected);
+    let (ctx, off, reference) = on_off_and_reference(&f, QueryOptions::default()).await;
 
     for (sql, fast) in fast_queries()
         .into_iter()
@@ -348,10 +356,7 @@ async fn explain_shows_the_fast_path_and_analyze_counts_chunks() {
 async fn fast_path_inside_a_partitioned_join() {
     let f = fixture().await;
     let options = QueryOptions { target_partitions: Some(4), ..QueryOptions::default() };
-    let ctx = session(f.engine.clone(), options.clone()).await.unwrap();
-    let off = session(f.engine.clone(), options).await.unwrap();
-    off.sql("SET minitrue.aggregate_fast_path = false").await.unwrap().collect().await.unwrap();
-    let reference = reference(&f.expected);
+    let (ctx, off, reference) = on_off_and_reference(&f, options).await;
     reference.sql("SET datafusion.execution.target_partitions = 4").await.unwrap();
     for join in ["LEFT", "RIGHT"] {
         let sql = format!(
