@@ -49,6 +49,7 @@ cargo test -p minitrue-gorilla --benches --quiet
 "$MINITRUE_BIN" bench ingest --scale tiny --mosquitto /usr/sbin/mosquitto --victoria-metrics "$(command -v victoria-metrics)" \
   --out "$CARGO_TARGET_DIR/bench-ingest-smoke.md"
 "$MINITRUE_BIN" bench query --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-query-smoke.md"
+"$MINITRUE_BIN" bench stream --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-stream-smoke.md"
 
 step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"
 fuzz_log="$CARGO_TARGET_DIR/fuzz-smoke.log"
@@ -65,5 +66,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql; Postgres clients (psql, psycopg, asyncpg, SQLAlchemy, Grafana's Go drivers, pgjdbc)"
+step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql; Postgres clients (psql, psycopg, asyncpg, SQLAlchemy, Grafana's Go drivers, pgjdbc); Flight SQL (ADBC, pyarrow.flight); the notebooks"
 "$PY" -m pytest tests/python tests/grafana tests/jdbc -q -p no:cacheprovider

@@ -1,5 +1,5 @@
 //! `minitrue serve`: one node. Opens the storage engine, serves SQL over the Postgres wire
-//! protocol and HTTP writes and metrics, ingests MQTT from an external broker or the embedded
+//! protocol, Arrow Flight SQL and HTTP (writes, queries, metrics), ingests MQTT from an external broker or the embedded
 //! one, optionally runs simulated sensors, and shuts down cleanly on SIGINT/SIGTERM
 //! (everything acknowledged is flushed to Parquet before exit; a crash instead is covered by
 //! the WAL).
@@ -174,6 +174,29 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     println!(
         "http: http://{http_address} (POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
     );
+
+    if let Some(session) = &session {
+        let listener = bind(&config, config.flight_port, "flight").await?;
+        let address: SocketAddr = listener.local_addr()?;
+        let state = minitrue_server::FlightState {
+            session: session.clone(),
+            access: minitrue_server::AccessPolicy::Open,
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn({
+            let stopping = stopping.clone();
+            async move {
+                if let Err(error) =
+                    minitrue_server::serve_flight(listener, state, wait_for_shutdown(stopping))
+                        .await
+                {
+                    tracing::error!(%error, "flight server stopped");
+                }
+            }
+        }));
+        ready.insert("flight".into(), address.to_string().into());
+        println!("flight: grpc://{address} (Flight SQL: ADBC, pyarrow.flight)");
+    }
 
     if let Some(session) = session {
         let listener = bind(&config, config.pg_port, "postgres").await?;

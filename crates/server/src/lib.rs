@@ -3,9 +3,14 @@
 //!
 //! - [`serve_pgwire`]: the Postgres wire protocol, so psql, Grafana's PostgreSQL data source
 //!   and Postgres drivers connect to MiniTrue as to Postgres.
+//! - [`serve_flight`]: Arrow Flight SQL (ADBC, `pyarrow.flight`) and plain Flight tickets and
+//!   bulk writes.
+//! - [`serve_http`]: HTTP writes, SQL over HTTP, metrics.
 
+mod flight;
 mod http;
 mod pgwire;
 
+pub use flight::{serve_flight, AccessPolicy, FlightState};
 pub use http::{router as http_router, serve_http, HttpState};
 pub use pgwire::serve_pgwire;

@@ -4,6 +4,7 @@
 mod ingest;
 mod query;
 mod storage;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -90,6 +91,21 @@ pub enum BenchCommand {
         #[arg(long)]
         keep_dir: Option<PathBuf>,
     },
+    /// B6: a 10 M-row result streamed to Python: Flight SQL (ADBC) and plain Flight to
+    /// pyarrow, pgwire to psycopg, against DuckDB reading the same points from Parquet.
+    Stream {
+        #[arg(long, value_enum, default_value_t = Scale::Full)]
+        scale: Scale,
+        /// Python with adbc-driver-flightsql, psycopg 3 and duckdb (scripts/python-env.sh).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the MiniTrue database and the Parquet export here (default: a temp dir).
+        #[arg(long)]
+        keep_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,13 +132,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         } => {
             let shared = shared.unwrap_or_else(datasets::default_shared_dir);
             let tuning = storage::Tuning { zstd_level, page_rows, only, keep_dir };
-            let report =
-                storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?;
-            print!("{report}");
-            if let Some(out) = out {
-                std::fs::write(&out, &report)?;
-            }
-            Ok(())
+            report(
+                storage::run(scale, &python, &shared, victoria_metrics.as_deref(), &tuning)?,
+                out,
+            )
         }
         BenchCommand::Ingest {
             scale,
@@ -145,22 +158,24 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 skip_mqtt,
                 skip_http,
             };
-            let report = ingest::run(&options)?;
-            print!("{report}");
-            if let Some(out) = out {
-                std::fs::write(&out, &report)?;
-            }
-            Ok(())
+            report(ingest::run(&options)?, out)
         }
         BenchCommand::Query { scale, python, out, keep_dir } => {
-            let report = query::run(scale, &python, keep_dir.as_deref())?;
-            print!("{report}");
-            if let Some(out) = out {
-                std::fs::write(&out, &report)?;
-            }
-            Ok(())
+            report(query::run(scale, &python, keep_dir.as_deref())?, out)
+        }
+        BenchCommand::Stream { scale, python, out, keep_dir } => {
+            report(stream::run(scale, &python, keep_dir.as_deref())?, out)
         }
     }
+}
+
+/// Prints a report, and writes it to `out` when given.
+fn report(report: String, out: Option<PathBuf>) -> anyhow::Result<()> {
+    print!("{report}");
+    if let Some(out) = out {
+        std::fs::write(&out, &report)?;
+    }
+    Ok(())
 }
 
 /// "2 cores, 23.4 GiB" for the report header.

@@ -25,11 +25,11 @@ const SECOND: i64 = 1_000_000_000;
 const START: i64 = 1_704_067_200 * SECOND;
 const DAY_SECONDS: i64 = 86_400;
 
-struct Shape {
-    devices: usize,
-    seconds: i64,
+pub(super) struct Shape {
+    pub devices: usize,
+    pub seconds: i64,
     /// Iterations of the cheap queries; the full scans run fewer.
-    iterations: usize,
+    pub iterations: usize,
 }
 
 fn shape(scale: Scale) -> Shape {
@@ -243,7 +243,11 @@ pub fn run(scale: Scale, python: &str, keep_dir: Option<&Path>) -> anyhow::Resul
 
 /// Writes the points to a fresh engine (a flush per simulated day) and to a default Parquet
 /// file sorted the same way.
-async fn load(shape: &Shape, data_dir: &Path, parquet_path: &Path) -> anyhow::Result<Arc<Engine>> {
+pub(super) async fn load(
+    shape: &Shape,
+    data_dir: &Path,
+    parquet_path: &Path,
+) -> anyhow::Result<Arc<Engine>> {
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir)?;
     }
@@ -300,7 +304,7 @@ async fn load(shape: &Shape, data_dir: &Path, parquet_path: &Path) -> anyhow::Re
 
 /// Serves `engine` over pgwire on a free port; `fast_path` false turns the aggregate fast
 /// path off in that server's session.
-async fn serve(engine: Arc<Engine>, fast_path: bool) -> anyhow::Result<u16> {
+pub(super) async fn serve(engine: Arc<Engine>, fast_path: bool) -> anyhow::Result<u16> {
     let session = minitrue_query::session(engine, minitrue_query::QueryOptions::default()).await?;
     if !fast_path {
         session.sql("SET minitrue.aggregate_fast_path = false").await?.collect().await?;

@@ -1,0 +1,150 @@
+//! B6: streaming a large result to Python. The same `SELECT time, device_id, metric, value`
+//! of every point goes to pyarrow over Flight SQL (ADBC) and plain Flight (`pyarrow.flight`),
+//! and to psycopg 3 over pgwire; the reference is DuckDB reading the same points from Parquet
+//! into pyarrow, in the same client process (`stream_client.py`).
+//!
+//! MB/s counts the result's Arrow size (what a client ends up holding), the same figure for
+//! every door, so the rates compare directly.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::query::{load, serve as serve_pgwire, Shape};
+use super::{machine_description, Scale};
+
+fn shape(scale: Scale) -> Shape {
+    match scale {
+        // 5 sensors × 2 hours = 36,000 rows: proves the benchmark works (CI, debug build).
+        Scale::Tiny => Shape { devices: 5, seconds: 2 * 3600, iterations: 1 },
+        // 100 sensors × 100,000 s = 10 M rows.
+        Scale::Full => Shape { devices: 100, seconds: 100_000, iterations: 3 },
+    }
+}
+
+const SQL: &str = "SELECT time, device_id, metric, value FROM readings";
+
+#[derive(Deserialize)]
+struct ClientReport {
+    results: Vec<ClientResult>,
+    versions: String,
+}
+
+#[derive(Deserialize)]
+struct ClientResult {
+    door: String,
+    rows: u64,
+    arrow_bytes: u64,
+    /// Seconds of each round.
+    seconds: Vec<f64>,
+}
+
+pub fn run(scale: Scale, python: &str, keep_dir: Option<&Path>) -> anyhow::Result<String> {
+    let shape = shape(scale);
+    let temp = tempfile::tempdir()?;
+    let dir = keep_dir.map(Path::to_path_buf).unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let parquet_path = dir.join("readings.parquet");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let engine = load(&shape, &dir.join("minitrue"), &parquet_path).await?;
+        let pg_port = serve_pgwire(engine.clone(), true).await?;
+        let flight_port = serve_flight(engine.clone()).await?;
+        let spec = serde_json::json!({
+            "pg_port": pg_port,
+            "flight_port": flight_port,
+            "parquet": parquet_path.to_string_lossy(),
+            "sql": SQL,
+            "rounds": shape.iterations,
+        });
+        let client = run_client(python, spec).await?;
+        engine.close().await?;
+        Ok(render(scale, &shape, &client))
+    })
+}
+
+async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u16> {
+    let session = minitrue_query::session(engine, minitrue_query::QueryOptions::default()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let state = minitrue_server::FlightState {
+        session,
+        access: minitrue_server::AccessPolicy::Open,
+        metrics: minitrue_common::MetricsRegistry::new(),
+    };
+    tokio::spawn(async move {
+        let shutdown = futures::future::pending::<()>();
+        if let Err(error) = minitrue_server::serve_flight(listener, state, shutdown).await {
+            tracing::error!(%error, "bench flight server stopped");
+        }
+    });
+    Ok(port)
+}
+
+async fn run_client(python: &str, spec: serde_json::Value) -> anyhow::Result<ClientReport> {
+    let script = std::env::temp_dir().join(format!("minitrue-b6-{}.py", std::process::id()));
+    std::fs::write(&script, include_str!("stream_client.py"))?;
+    let python = python.to_string();
+    let script_path = script.clone();
+    // The client runs while this runtime serves it: wait for it on a blocking thread.
+    let output = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(&python)
+            .arg(&script_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!("running {python} (needs adbc-driver-flightsql, psycopg, duckdb)")
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(spec.to_string().as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    })
+    .await??;
+    let _ = std::fs::remove_file(&script);
+    anyhow::ensure!(output.status.success(), "B6 client failed: {}", output.status);
+    serde_json::from_slice(&output.stdout).context("B6 client output")
+}
+
+fn render(scale: Scale, shape: &Shape, client: &ClientReport) -> String {
+    let rows = shape.devices as i64 * shape.seconds;
+    let best = |r: &ClientResult| r.seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    let rate = |door: &str| {
+        client.results.iter().find(|r| r.door == door).map(|r| r.rows as f64 / best(r))
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "B6 streaming `{SQL}` ({scale:?} scale: {rows} rows) to Python on {}; {}; best of the \
+         rounds; MB/s counts the result's Arrow size\n",
+        machine_description(),
+        client.versions,
+    );
+    let _ =
+        writeln!(out, "| door | rows | rounds | best s | rows/s | MB/s | ÷ pgwire | ÷ DuckDB |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for result in &client.results {
+        let seconds = best(result);
+        let per_second = result.rows as f64 / seconds;
+        let ratio = |reference: Option<f64>| {
+            reference.map(|r| format!("{:.1}×", per_second / r)).unwrap_or_else(|| "–".into())
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {seconds:.3} | {per_second:.0} | {:.0} | {} | {} |",
+            result.door,
+            result.rows,
+            result.seconds.len(),
+            result.arrow_bytes as f64 / seconds / 1e6,
+            ratio(rate("pgwire → psycopg 3")),
+            ratio(rate("DuckDB → pyarrow (reference)")),
+        );
+    }
+    out
+}
