@@ -4,6 +4,8 @@
 //!
 //! The batches stream from the client into the insert as they arrive: a bulk load of any size
 //! runs in bounded memory, and gRPC flow control slows the client down to the WAL's pace.
+//! Like a long `INSERT`, a load that fails part-way (a NULL, a bad device name) keeps the
+//! chunks written before the bad row; the error names the row, so the client can resume.
 
 use std::sync::{Arc, Mutex};
 
