@@ -32,9 +32,9 @@ def put(client, table):
     writer, reader = client.do_put(flight.FlightDescriptor.for_path("readings"), table.schema)
     writer.write_table(table, max_chunksize=65536)
     writer.done_writing()
-    ack = json.loads(reader.read().to_pybytes())
-    writer.close()
-    return ack["rows_written"]
+    ack = reader.read()
+    writer.close()  # raises the node's error, if the write failed
+    return json.loads(ack.to_pybytes())["rows_written"]
 
 
 def smart_city(shared):

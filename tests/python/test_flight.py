@@ -53,6 +53,16 @@ def readings_table(rows):
     })
 
 
+def put(client, table, max_chunksize=None):
+    """DoPut of `table` to the path `readings`; the node's acknowledgement, parsed."""
+    writer, reader = client.do_put(flight.FlightDescriptor.for_path("readings"), table.schema)
+    writer.write_table(table, max_chunksize=max_chunksize)
+    writer.done_writing()
+    ack = reader.read()
+    writer.close()  # raises the node's error, if the call failed
+    return json.loads(ack.to_pybytes())
+
+
 def test_plain_flight_ticket_is_just_sql(client):
     # The three-line script the README promises.
     table = client.do_get(flight.Ticket(b"SELECT time, value FROM readings WHERE device_id = 'sensor_1' ORDER BY time")).read_all()
@@ -132,13 +142,7 @@ def test_do_put_round_trip(n, client):
     rows = [(T0 + i, "bulk_1", "pressure", 1000.0 + i / 8) for i in range(5000)]
     rows += [(T0 + i, "bulk_2", "pressure", -float(i)) for i in range(0, 5000, 5)]
     table = readings_table(rows)
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("readings"), table.schema)
-    for batch in table.to_batches(max_chunksize=1500):
-        writer.write_batch(batch)
-    writer.done_writing()
-    ack = reader.read()
-    writer.close()
-    assert json.loads(ack.to_pybytes()) == {"rows_written": len(rows)}
+    assert put(client, table, max_chunksize=1500) == {"rows_written": len(rows)}
     back = client.do_get(flight.Ticket(b"SELECT time, device_id, metric, value FROM readings WHERE device_id LIKE 'bulk_%' ORDER BY device_id, time")).read_all()
     assert back.to_pylist() == readings_table(sorted(rows, key=lambda r: (r[1], r[0]))).to_pylist()
     assert n.scalar("SELECT count(*) FROM readings WHERE metric = 'pressure'") == str(len(rows))
@@ -163,24 +167,16 @@ def test_adbc_ingest_appends_to_readings(adbc):
 
 def test_bad_writes_are_refused_with_the_reason(client):
     wrong = pa.table({"time": pa.array([0], pa.timestamp("s")), "device_id": ["x"], "value": [1.0]})
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("readings"), wrong.schema)
     with pytest.raises(pa.ArrowInvalid, match="no metric column"):
-        writer.write_table(wrong)
-        writer.done_writing()
-        reader.read()
-        writer.close()
+        put(client, wrong)
     nulls = pa.table({
         "time": pa.array([T0, T0 + 1], pa.timestamp("s", "UTC")),
         "device_id": ["null_1", "null_1"],
         "metric": ["m", "m"],
         "value": pa.array([1.0, None], pa.float64()),
     })
-    writer, reader = client.do_put(flight.FlightDescriptor.for_path("readings"), nulls.schema)
     with pytest.raises(pa.ArrowInvalid, match="value is NULL"):
-        writer.write_table(nulls)
-        writer.done_writing()
-        reader.read()
-        writer.close()
+        put(client, nulls)
     other = client.do_get(flight.Ticket(b"SELECT count(*) AS n FROM readings WHERE device_id = 'null_1'")).read_all()
     assert other.to_pylist() == [{"n": 0}]
 

@@ -169,6 +169,40 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Runs a Python benchmark client: `source` (its script) with `spec` as JSON on stdin; its
+/// stdout is the JSON report. `name` tags the temp script and the errors ("B5"). The client
+/// runs while the caller's runtime serves it, so it is awaited on a blocking thread.
+async fn run_python_client<T: serde::de::DeserializeOwned>(
+    python: &str,
+    name: &str,
+    source: &'static str,
+    spec: serde_json::Value,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let script = std::env::temp_dir().join(format!("minitrue-{name}-{}.py", std::process::id()));
+    std::fs::write(&script, source)?;
+    let python = python.to_string();
+    let script_path = script.clone();
+    let output = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(&python)
+            .arg(&script_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("running {python} (the venv of scripts/python-env.sh)"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(spec.to_string().as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    })
+    .await??;
+    let _ = std::fs::remove_file(&script);
+    anyhow::ensure!(output.status.success(), "{name} client failed: {}", output.status);
+    serde_json::from_slice(&output.stdout).with_context(|| format!("{name} client output"))
+}
+
 /// Prints a report, and writes it to `out` when given.
 fn report(report: String, out: Option<PathBuf>) -> anyhow::Result<()> {
     print!("{report}");

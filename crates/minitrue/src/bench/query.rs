@@ -12,7 +12,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use minitrue_common::{Point, SeriesKey};
 use minitrue_storage::{Engine, EngineConfig, SyncPolicy};
@@ -329,8 +328,6 @@ async fn run_client(
     fast: u16,
     plain: u16,
 ) -> anyhow::Result<ClientReport> {
-    let script = std::env::temp_dir().join(format!("minitrue-b5-{}.py", std::process::id()));
-    std::fs::write(&script, include_str!("query_client.py"))?;
     let spec = serde_json::json!({
         "pg_ports": {"fast": fast, "plain": plain},
         "parquet": parquet.to_string_lossy(),
@@ -343,27 +340,7 @@ async fn run_client(
             "server": q.server,
         })).collect::<Vec<_>>(),
     });
-    let python = python.to_string();
-    let script_path = script.clone();
-    // The client runs while this runtime serves its queries: wait for it on a blocking thread.
-    let output = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(&python)
-            .arg(&script_path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("running {python} (needs duckdb and psycopg)"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(spec.to_string().as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
-    })
-    .await??;
-    let _ = std::fs::remove_file(&script);
-    anyhow::ensure!(output.status.success(), "B5 client failed: {}", output.status);
-    serde_json::from_slice(&output.stdout).context("B5 client output")
+    super::run_python_client(python, "B5", include_str!("query_client.py"), spec).await
 }
 
 fn percentile(samples: &[f64], p: f64) -> f64 {

@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde::Deserialize;
 
 use super::query::{load, serve as serve_pgwire, Shape};
@@ -60,7 +59,8 @@ pub fn run(scale: Scale, python: &str, keep_dir: Option<&Path>) -> anyhow::Resul
             "sql": SQL,
             "rounds": shape.iterations,
         });
-        let client = run_client(python, spec).await?;
+        let client: ClientReport =
+            super::run_python_client(python, "B6", include_str!("stream_client.py"), spec).await?;
         engine.close().await?;
         Ok(render(scale, &shape, &client))
     })
@@ -82,34 +82,6 @@ async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u
         }
     });
     Ok(port)
-}
-
-async fn run_client(python: &str, spec: serde_json::Value) -> anyhow::Result<ClientReport> {
-    let script = std::env::temp_dir().join(format!("minitrue-b6-{}.py", std::process::id()));
-    std::fs::write(&script, include_str!("stream_client.py"))?;
-    let python = python.to_string();
-    let script_path = script.clone();
-    // The client runs while this runtime serves it: wait for it on a blocking thread.
-    let output = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::Output> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(&python)
-            .arg(&script_path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!("running {python} (needs adbc-driver-flightsql, psycopg, duckdb)")
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(spec.to_string().as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
-    })
-    .await??;
-    let _ = std::fs::remove_file(&script);
-    anyhow::ensure!(output.status.success(), "B6 client failed: {}", output.status);
-    serde_json::from_slice(&output.stdout).context("B6 client output")
 }
 
 fn render(scale: Scale, shape: &Shape, client: &ClientReport) -> String {
