@@ -138,6 +138,24 @@ def node(workdir, *extra):
         n.stop()
 
 
+# The points the query tests share: sensor_1/temperature one a minute for two hours from T0;
+# sensor_2/temperature four points that sum to -2.5 only when summed exactly.
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, in seconds
+S1 = [(T0 + 60 * i, round(20.0 + 0.25 * (i % 17) - 0.1 * (i % 5), 3)) for i in range(120)]
+S2 = [(T0 + 30, -4.5), (T0 + 90, 1e300), (T0 + 150, -1e300), (T0 + 210, 2.0)]
+
+
+@contextlib.contextmanager
+def sample_node(workdir):
+    """A node holding S1 and S2, written through `POST /api/v1/write`."""
+    with node(workdir) as n:
+        points = [{"device_id": "sensor_1", "metric_name": "temperature", "timestamp": t, "value": v} for t, v in S1]
+        points += [{"device_id": "sensor_2", "metric_name": "temperature", "timestamp": t, "value": v} for t, v in S2]
+        status, body = n.http("POST", "/api/v1/write", json.dumps(points).encode(), {"Content-Type": "application/json"})
+        assert status == 204, body
+        yield n
+
+
 class Publisher:
     """A paho-mqtt QoS 1 publisher: `publish` queues, `flush` waits for every PUBACK."""
 

@@ -11,21 +11,11 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from mqttnode import node
-
-T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, in seconds
-# sensor_1/temperature: one point a minute for two hours; sensor_2 a few, one of them NaN-free.
-S1 = [(T0 + 60 * i, round(20.0 + 0.25 * (i % 17) - 0.1 * (i % 5), 3)) for i in range(120)]
-S2 = [(T0 + 30, -4.5), (T0 + 90, 1e300), (T0 + 150, -1e300), (T0 + 210, 2.0)]
-
+from mqttnode import S1, S2, T0, node, sample_node
 
 @pytest.fixture(scope="module")
 def n(tmp_path_factory):
-    with node(tmp_path_factory.mktemp("http-query")) as n:
-        points = [{"device_id": "sensor_1", "metric_name": "temperature", "timestamp": t, "value": v} for t, v in S1]
-        points += [{"device_id": "sensor_2", "metric_name": "temperature", "timestamp": t, "value": v} for t, v in S2]
-        status, body = n.http("POST", "/api/v1/write", json.dumps(points).encode(), {"Content-Type": "application/json"})
-        assert status == 204, body
+    with sample_node(tmp_path_factory.mktemp("http-query")) as n:
         yield n
 
 

@@ -58,6 +58,19 @@ async fn wait_for_shutdown(mut signal: watch::Receiver<bool>) {
     }
 }
 
+/// Runs one front door until shutdown; if it fails, the failure is logged and the node keeps
+/// its other doors.
+fn spawn_door<E: std::fmt::Display>(
+    what: &'static str,
+    serve: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "{what} server stopped");
+        }
+    })
+}
+
 async fn bind(config: &NodeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind((config.listen, port))
         .await
@@ -160,16 +173,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(session) = &session {
         http_state = http_state.with_sql(session.clone());
     }
-    tasks.push(tokio::spawn({
-        let stopping = stopping.clone();
-        async move {
-            if let Err(error) =
-                minitrue_server::serve_http(http, http_state, wait_for_shutdown(stopping)).await
-            {
-                tracing::error!(%error, "http server stopped");
-            }
-        }
-    }));
+    tasks.push(spawn_door(
+        "http",
+        minitrue_server::serve_http(http, http_state, wait_for_shutdown(stopping.clone())),
+    ));
     ready.insert("http".into(), http_address.to_string().into());
     println!(
         "http: http://{http_address} (POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
@@ -183,17 +190,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             access: minitrue_server::AccessPolicy::Open,
             metrics: metrics.clone(),
         };
-        tasks.push(tokio::spawn({
-            let stopping = stopping.clone();
-            async move {
-                if let Err(error) =
-                    minitrue_server::serve_flight(listener, state, wait_for_shutdown(stopping))
-                        .await
-                {
-                    tracing::error!(%error, "flight server stopped");
-                }
-            }
-        }));
+        tasks.push(spawn_door(
+            "flight",
+            minitrue_server::serve_flight(listener, state, wait_for_shutdown(stopping.clone())),
+        ));
         ready.insert("flight".into(), address.to_string().into());
         println!("flight: grpc://{address} (Flight SQL: ADBC, pyarrow.flight)");
     }
@@ -202,17 +202,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let listener = bind(&config, config.pg_port, "postgres").await?;
         let address: SocketAddr = listener.local_addr()?;
         let session = Arc::new(session);
-        tasks.push(tokio::spawn({
-            let stopping = stopping.clone();
-            async move {
-                if let Err(error) =
-                    minitrue_server::serve_pgwire(listener, session, wait_for_shutdown(stopping))
-                        .await
-                {
-                    tracing::error!(%error, "postgres server stopped");
-                }
-            }
-        }));
+        tasks.push(spawn_door(
+            "postgres",
+            minitrue_server::serve_pgwire(listener, session, wait_for_shutdown(stopping.clone())),
+        ));
         ready.insert("postgres".into(), address.to_string().into());
         println!("postgres: psql -h {} -p {} -U minitrue minitrue", address.ip(), address.port());
     }

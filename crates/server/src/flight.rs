@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -55,7 +56,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Typ
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -199,13 +199,7 @@ impl FlightSql {
         if sql.trim().is_empty() {
             return Err(Status::invalid_argument("no SQL statement"));
         }
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_statements(false);
-        let frame = self.ctx.sql_with_options(sql, options).await.map_err(query_status)?;
-        if params.is_empty() {
-            return Ok(frame);
-        }
-        let params = coerce_parameters(&frame, params)?;
-        frame.with_param_values(params).map_err(query_status)
+        crate::stateless::plan(&self.ctx, sql, params).await.map_err(query_status)
     }
 
     /// Runs `frame` and streams its result; an error part-way ends the stream with its status.
@@ -316,40 +310,23 @@ fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     ))
 }
 
-/// Casts bound values to the types their placeholders need: clients send what their language
-/// has (a Python `datetime` is microseconds, an `int` is int64), and DataFusion wants the
-/// placeholder's exact type.
-fn coerce_parameters(
-    frame: &DataFrame,
-    params: Vec<ScalarValue>,
-) -> Result<Vec<ScalarValue>, Status> {
-    let types = frame.logical_plan().get_parameter_types().map_err(query_status)?;
-    params
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| {
-            let placeholder = format!("${}", index + 1);
-            match types.get(&placeholder) {
-                Some(Some(wanted)) if value.data_type() != *wanted => value
-                    .cast_to(wanted)
-                    .map_err(|e| Status::invalid_argument(format!("parameter {placeholder}: {e}"))),
-                _ => Ok(value),
-            }
-        })
-        .collect()
+/// The record batches a client sends with a DoPut, decoded as they arrive.
+fn uploaded_batches(stream: PeekableFlightDataStream) -> FlightRecordBatchStream {
+    FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))
+}
+
+/// Why an upload could not be read: the call's own status when it broke, otherwise
+/// `INVALID_ARGUMENT` saying what was being decoded.
+fn upload_status(error: FlightError, what: &str) -> Status {
+    match error {
+        FlightError::Tonic(status) => *status,
+        other => Status::invalid_argument(format!("decoding {what}: {other}")),
+    }
 }
 
 /// The parameter rows a client sent with a DoPut.
 async fn parameter_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, Status> {
-    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-        stream.map_err(FlightError::from),
-    )
-    .try_collect()
-    .await
-    .map_err(|e| match e {
-        FlightError::Tonic(status) => *status,
-        other => Status::invalid_argument(format!("decoding the parameters: {other}")),
-    })
+    uploaded_batches(stream).try_collect().await.map_err(|e| upload_status(e, "the parameters"))
 }
 
 #[tonic::async_trait]

@@ -10,6 +10,7 @@
 mod flight;
 mod http;
 mod pgwire;
+mod stateless;
 
 pub use flight::{serve_flight, AccessPolicy, FlightState};
 pub use http::{router as http_router, serve_http, HttpState};

@@ -6,9 +6,9 @@ mod query;
 mod storage;
 mod stream;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::datasets;
 
@@ -78,34 +78,27 @@ pub enum BenchCommand {
         out: Option<PathBuf>,
     },
     /// B5: query latency over pgwire (psycopg) against DuckDB over the same points in Parquet.
-    Query {
-        #[arg(long, value_enum, default_value_t = Scale::Full)]
-        scale: Scale,
-        /// Python with duckdb and psycopg 3 (scripts/python-env.sh makes one).
-        #[arg(long, default_value = "python3")]
-        python: String,
-        /// Also write the report (markdown) here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Keep the MiniTrue database and the Parquet export here (default: a temp dir).
-        #[arg(long)]
-        keep_dir: Option<PathBuf>,
-    },
+    Query(ClientBenchArgs),
     /// B6: a 10 M-row result streamed to Python: Flight SQL (ADBC) and plain Flight to
     /// pyarrow, pgwire to psycopg, against DuckDB reading the same points from Parquet.
-    Stream {
-        #[arg(long, value_enum, default_value_t = Scale::Full)]
-        scale: Scale,
-        /// Python with adbc-driver-flightsql, psycopg 3 and duckdb (scripts/python-env.sh).
-        #[arg(long, default_value = "python3")]
-        python: String,
-        /// Also write the report (markdown) here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Keep the MiniTrue database and the Parquet export here (default: a temp dir).
-        #[arg(long)]
-        keep_dir: Option<PathBuf>,
-    },
+    Stream(ClientBenchArgs),
+}
+
+/// The arguments of the benchmarks that load B5's points and drive them from a Python client.
+#[derive(Args)]
+pub struct ClientBenchArgs {
+    #[arg(long, value_enum, default_value_t = Scale::Full)]
+    scale: Scale,
+    /// Python with duckdb, psycopg 3 and adbc-driver-flightsql (scripts/python-env.sh makes
+    /// one).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Also write the report (markdown) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the MiniTrue database and the Parquet export here (default: a temp dir).
+    #[arg(long)]
+    keep_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -160,11 +153,11 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             };
             report(ingest::run(&options)?, out)
         }
-        BenchCommand::Query { scale, python, out, keep_dir } => {
-            report(query::run(scale, &python, keep_dir.as_deref())?, out)
+        BenchCommand::Query(a) => {
+            report(query::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
         }
-        BenchCommand::Stream { scale, python, out, keep_dir } => {
-            report(stream::run(scale, &python, keep_dir.as_deref())?, out)
+        BenchCommand::Stream(a) => {
+            report(stream::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
         }
     }
 }
@@ -201,6 +194,15 @@ async fn run_python_client<T: serde::de::DeserializeOwned>(
     let _ = std::fs::remove_file(&script);
     anyhow::ensure!(output.status.success(), "{name} client failed: {}", output.status);
     serde_json::from_slice(&output.stdout).with_context(|| format!("{name} client output"))
+}
+
+/// Where a benchmark keeps its data: `keep_dir` (created if needed), or a temporary directory
+/// that lives as long as the returned guard.
+fn work_dir(keep_dir: Option<&Path>) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let temp = tempfile::tempdir()?;
+    let dir = keep_dir.map(Path::to_path_buf).unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    Ok((temp, dir))
 }
 
 /// Prints a report, and writes it to `out` when given.

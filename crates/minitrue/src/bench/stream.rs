@@ -43,9 +43,7 @@ struct ClientResult {
 
 pub fn run(scale: Scale, python: &str, keep_dir: Option<&Path>) -> anyhow::Result<String> {
     let shape = shape(scale);
-    let temp = tempfile::tempdir()?;
-    let dir = keep_dir.map(Path::to_path_buf).unwrap_or_else(|| temp.path().to_path_buf());
-    std::fs::create_dir_all(&dir)?;
+    let (_temp, dir) = super::work_dir(keep_dir)?;
     let parquet_path = dir.join("readings.parquet");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

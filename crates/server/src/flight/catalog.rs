@@ -11,6 +11,7 @@ use arrow_flight::sql::{
 };
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
 use std::sync::{Arc, LazyLock};
@@ -53,12 +54,8 @@ pub(crate) fn db_schemas(
     command: CommandGetDbSchemas,
 ) -> Result<RecordBatch, Status> {
     let mut builder: GetDbSchemasBuilder = command.into_builder();
-    for (catalog_name, catalog) in sorted_catalogs(ctx) {
-        let mut schemas = catalog.schema_names();
-        schemas.sort();
-        for schema in schemas {
-            builder.append(&catalog_name, schema);
-        }
+    for (catalog_name, schema_name, _) in sorted_schemas(ctx) {
+        builder.append(catalog_name, schema_name);
     }
     builder.build().map_err(internal)
 }
@@ -74,27 +71,22 @@ pub(crate) async fn tables(
     command: CommandGetTables,
 ) -> Result<RecordBatch, Status> {
     let mut builder: GetTablesBuilder = command.into_builder();
-    for (catalog_name, catalog) in sorted_catalogs(ctx) {
-        let mut schemas = catalog.schema_names();
-        schemas.sort();
-        for schema_name in schemas {
-            let Some(schema) = catalog.schema(&schema_name) else { continue };
-            let mut tables = schema.table_names();
-            tables.sort();
-            for table_name in tables {
-                let Some(table) = schema.table(&table_name).await.map_err(internal)? else {
-                    continue;
-                };
-                builder
-                    .append(
-                        &catalog_name,
-                        &schema_name,
-                        &table_name,
-                        table_type_name(table.table_type()),
-                        table.schema().as_ref(),
-                    )
-                    .map_err(internal)?;
-            }
+    for (catalog_name, schema_name, schema) in sorted_schemas(ctx) {
+        let mut tables = schema.table_names();
+        tables.sort();
+        for table_name in tables {
+            let Some(table) = schema.table(&table_name).await.map_err(internal)? else {
+                continue;
+            };
+            builder
+                .append(
+                    &catalog_name,
+                    &schema_name,
+                    &table_name,
+                    table_type_name(table.table_type()),
+                    table.schema().as_ref(),
+                )
+                .map_err(internal)?;
         }
     }
     builder.build().map_err(internal)
@@ -116,12 +108,22 @@ pub(crate) fn table_types_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]))
 }
 
-fn sorted_catalogs(
-    ctx: &SessionContext,
-) -> Vec<(String, Arc<dyn datafusion::catalog::CatalogProvider>)> {
-    let mut names = ctx.catalog_names();
-    names.sort();
-    names.into_iter().filter_map(|name| ctx.catalog(&name).map(|c| (name, c))).collect()
+/// Every `(catalog, schema)` of the session, sorted by name, with the schema's provider.
+fn sorted_schemas(ctx: &SessionContext) -> Vec<(String, String, Arc<dyn SchemaProvider>)> {
+    let mut catalogs = ctx.catalog_names();
+    catalogs.sort();
+    let mut out = Vec::new();
+    for catalog_name in catalogs {
+        let Some(catalog) = ctx.catalog(&catalog_name) else { continue };
+        let mut schemas = catalog.schema_names();
+        schemas.sort();
+        for schema_name in schemas {
+            if let Some(schema) = catalog.schema(&schema_name) {
+                out.push((catalog_name.clone(), schema_name, schema));
+            }
+        }
+    }
+    out
 }
 
 /// What `GetSqlInfo` answers about this server.

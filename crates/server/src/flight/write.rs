@@ -9,8 +9,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, UInt64Type};
@@ -24,7 +22,7 @@ use datafusion::prelude::{cast, col, Expr, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 
-use super::query_status;
+use super::{query_status, upload_status, uploaded_batches};
 
 /// The columns a bulk write needs, each with the names it may go by (the first is the
 /// `readings` column; the others are the MiniTrue document's JSON names).
@@ -44,9 +42,9 @@ pub(crate) async fn write_readings(
     ctx: &SessionContext,
     stream: PeekableFlightDataStream,
 ) -> Result<u64, Status> {
-    let mut batches =
-        FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
-    let first = batches.next().await.transpose().map_err(decode_status)?;
+    let mut batches = uploaded_batches(stream);
+    let first =
+        batches.next().await.transpose().map_err(|e| upload_status(e, "the record batches"))?;
     let Some(schema) = batches.schema().cloned() else {
         return Ok(0); // no schema message: nothing was sent
     };
@@ -126,13 +124,6 @@ fn field_names(schema: &SchemaRef) -> String {
         "no columns".to_string()
     } else {
         names.join(", ")
-    }
-}
-
-fn decode_status(error: FlightError) -> Status {
-    match error {
-        FlightError::Tonic(status) => *status,
-        other => Status::invalid_argument(format!("decoding the record batches: {other}")),
     }
 }
 

@@ -53,22 +53,24 @@ impl SqlCounters {
 
     pub(crate) fn metrics(self: Arc<Self>) -> impl Fn(&mut Vec<Metric>) + Send + Sync {
         move |out: &mut Vec<Metric>| {
-            out.push(
-                Metric::counter(
+            let counters = [
+                (
                     "minitrue_http_queries_total",
                     "SQL statements and /query requests received over HTTP",
-                    self.queries.load(Ordering::Relaxed),
-                )
-                .with_label("door", "http"),
-            );
-            out.push(
-                Metric::counter(
+                    &self.queries,
+                ),
+                (
                     "minitrue_http_query_errors_total",
                     "HTTP queries that failed (bad SQL, bad request, execution errors)",
-                    self.failed.load(Ordering::Relaxed),
-                )
-                .with_label("door", "http"),
-            );
+                    &self.failed,
+                ),
+            ];
+            for (name, help, counter) in counters {
+                out.push(
+                    Metric::counter(name, help, counter.load(Ordering::Relaxed))
+                        .with_label("door", "http"),
+                );
+            }
         }
     }
 }
@@ -309,15 +311,7 @@ async fn execute(
     sql: &str,
     params: Vec<ScalarValue>,
 ) -> Result<SendableRecordBatchStream, ApiError> {
-    let options = datafusion::execution::context::SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_statements(false);
-    let frame = ctx.sql_with_options(sql, options).await.map_err(query_error)?;
-    let frame = if params.is_empty() {
-        frame
-    } else {
-        frame.with_param_values(params).map_err(query_error)?
-    };
+    let frame = crate::stateless::plan(&ctx, sql, params).await.map_err(query_error)?;
     frame.execute_stream().await.map_err(query_error)
 }
 
