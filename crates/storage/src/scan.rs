@@ -217,8 +217,9 @@ impl SourceSet {
             }
             for placement in placements {
                 match &self.sources[placement.source] {
-                    Source::File(_) => {
-                        direct_file_rows[placement.source].push((key.clone(), placement.rows))
+                    Source::File(file) => {
+                        let rows = rows_in_time(file, &key, placement.rows, time);
+                        direct_file_rows[placement.source].push((key.clone(), rows))
                     }
                     Source::Memtable { .. } => direct_memtable[placement.source].push(key.clone()),
                 }
@@ -365,6 +366,24 @@ impl SourceSet {
             points.sort_keep_last();
         }
         Ok(out)
+    }
+}
+
+/// The rows of a series' chunk `rows` (start, count) that can hold points in `time`: the run of
+/// its segments (cut at every UTC hour) that meet `time`, so a one-hour query on a day's chunk
+/// decodes an hour of rows, not the day. All of `rows` when the file stores no segments.
+fn rows_in_time(file: &DataFile, key: &SeriesKey, rows: (u64, u64), time: TimeRange) -> (u64, u64) {
+    let Some(segments) = file.index.segments(key) else {
+        return rows;
+    };
+    let mut run: Option<(u64, u64)> = None;
+    for segment in segments.iter().filter(|s| s.time.overlaps(&time)) {
+        let end = segment.row_offset + segment.rows;
+        run = Some(run.map_or((segment.row_offset, end), |(start, _)| (start, end)));
+    }
+    match run {
+        Some((start, end)) => (rows.0 + start, end - start),
+        None => (rows.0, 0),
     }
 }
 
