@@ -343,11 +343,9 @@ def assert_reflected_columns(inspector):
                        "value": "DOUBLE_PRECISION"}, columns
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: SQLAlchemy's column reflection through psycopg 3 binds typed parameters "
-    "(e.g. %(attnum_1)s::SMALLINT beside text ones) that datafusion-postgres decodes with the "
-    "wrong type: 'Failed to parse parameter: invalid digit found in string'"))
 def test_sqlalchemy_psycopg3_column_reflection(port):
+    """Its reflection query binds parameters inside projection subqueries (the
+    `json_build_object(%(json_build_object_2)s, …)` one), beside typed ones after them."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
     pytest.importorskip("psycopg")
     engine = sqlalchemy.create_engine(f"postgresql+psycopg://minitrue@127.0.0.1:{port}/minitrue")
@@ -356,6 +354,22 @@ def test_sqlalchemy_psycopg3_column_reflection(port):
             assert_reflected_columns(sqlalchemy.inspect(conn))
     finally:
         engine.dispose()
+
+
+def test_parameters_inside_projection_subqueries(port):
+    """A bound value inside a subquery of the select list is used, and the values after it
+    keep their own types."""
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=port, user="minitrue", dbname="minitrue", autocommit=True) as conn:
+        row = conn.execute("SELECT (SELECT %s::VARCHAR), %s::SMALLINT", ("a", 7)).fetchone()
+        assert row == ("a", 7)
+        row = conn.execute("SELECT (SELECT %s::SMALLINT) AS s, %s::VARCHAR", (3, "b")).fetchone()
+        assert row == (3, "b")
+        count = conn.execute(
+            "SELECT (SELECT count(*) FROM readings WHERE device_id = %s) AS n, %s::INTEGER + 1",
+            ("sensor_1", 41)).fetchone()
+        assert count == (MINUTES, 42), count
 
 
 # ---------------------------------------------------------------- CancelRequest

@@ -15,7 +15,9 @@
 //!   subquery;
 //! - `information_schema.columns.data_type` reports Postgres type names (`double precision`,
 //!   `timestamp with time zone`) instead of Arrow's;
-//! - `SHOW <fixed setting>` (e.g. `server_version`) reads the server settings table.
+//! - `SHOW <fixed setting>` (e.g. `server_version`) reads the server settings table;
+//! - a projection subquery holding parameter placeholders keeps them (see
+//!   [`subqueries_keep_their_placeholders`]).
 //!
 //! Grafana's query builder needs all of these at once (its search-path subquery), and the
 //! rewrite runs before datafusion-pg-catalog's token blacklist, which would otherwise replace
@@ -25,9 +27,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, Expr, FunctionArguments, ObjectNamePart, OrderBy,
-    OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, Value,
-    VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, Expr, FunctionArguments, LimitClause, ObjectNamePart,
+    OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -118,6 +120,9 @@ impl VisitorMut for Rewrite<'_> {
         }
         // After the sort rewrite: it moves ORDER BY subqueries into a projection.
         if in_subqueries_as_arrays(query) {
+            self.changed = true;
+        }
+        if subqueries_keep_their_placeholders(query) {
             self.changed = true;
         }
         ControlFlow::Continue(())
@@ -279,6 +284,98 @@ fn in_subqueries_as_arrays(query: &mut Query) -> bool {
     changed
 }
 
+/// datafusion-pg-catalog replaces a projection subquery it takes for correlated by `NULL`
+/// (DataFusion cannot plan most of the correlated ones catalog queries use), and it counts a
+/// parameter placeholder as a correlation. The placeholders vanish with the subquery, and
+/// datafusion-postgres, which matches bound values to placeholders by position, then gives
+/// every later value the type of another placeholder (SQLAlchemy's column reflection failed
+/// with "invalid digit found in string"), or the subquery is `NULL` for no reason. So in
+/// `query`'s projection, a subquery with placeholders becomes:
+///
+/// - if it is uncorrelated apart from its placeholders: the same subquery, with `LIMIT 1`
+///   as pg-catalog adds, in parentheses that pg-catalog does not look into;
+/// - else the `NULL` pg-catalog would make of it, spelled so that the placeholders stay
+///   in the plan: `CASE WHEN $1 IS NULL OR … THEN NULL END`.
+///
+/// Returns whether anything changed.
+fn subqueries_keep_their_placeholders(query: &mut Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_mut() else { return false };
+    let mut changed = false;
+    for item in &mut select.projection {
+        let expr = match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+            _ => continue,
+        };
+        let Expr::Subquery(subquery) = expr else { continue };
+        let placeholders = placeholders_in(subquery);
+        if placeholders.is_empty() {
+            continue;
+        }
+        if correlated_apart_from_placeholders(subquery) {
+            let tests: Vec<String> = placeholders.iter().map(|p| format!("{p} IS NULL")).collect();
+            if let Some(null) =
+                parse_expr(&format!("CASE WHEN {} THEN NULL END", tests.join(" OR ")))
+            {
+                *expr = null;
+                changed = true;
+            }
+        } else {
+            let mut subquery = subquery.clone();
+            if subquery.limit_clause.is_none() && subquery.fetch.is_none() {
+                subquery.limit_clause = Some(LimitClause::LimitOffset {
+                    limit: parse_expr("1"),
+                    offset: None,
+                    limit_by: vec![],
+                });
+            }
+            *expr = Expr::Nested(Box::new(Expr::Subquery(subquery)));
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The distinct placeholders (`$1`, …) in `query`, in order of appearance.
+fn placeholders_in(query: &Query) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let _ = visit_expressions(query, |expr| {
+        if let Expr::Value(value) = expr {
+            if let Value::Placeholder(name) = &value.value {
+                if !found.contains(name) {
+                    found.push(name.clone());
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// pg-catalog's test for a correlated subquery, without its placeholder case: a compound
+/// identifier whose first part is not an alias given in the subquery's `FROM`.
+fn correlated_apart_from_placeholders(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else { return false };
+    let mut aliases = HashSet::new();
+    for table in &select.from {
+        for factor in
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
+        {
+            if let TableFactor::Table { alias: Some(alias), .. } = factor {
+                aliases.insert(alias.name.value.clone());
+            }
+        }
+    }
+    visit_expressions(query, |expr| match expr {
+        Expr::CompoundIdentifier(parts)
+            if parts.first().is_some_and(|p| !aliases.contains(&p.value)) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 fn contains_subquery(expr: &Expr) -> bool {
     visit_expressions(expr, |expr| match expr {
         Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
@@ -371,6 +468,29 @@ mod tests {
             .unwrap();
         assert!(sql.contains(&format!("{PG_TYPE_NAME_FUNCTION}(data_type) AS data_type")), "{sql}");
         assert!(sql.ends_with("FROM information_schema.columns) AS c"), "{sql}");
+    }
+
+    #[test]
+    fn projection_subqueries_keep_their_placeholders() {
+        // Uncorrelated: kept (pg-catalog would make it NULL), parenthesised, LIMIT 1.
+        assert_eq!(
+            rewriter().rewrite("SELECT (SELECT $1::VARCHAR), $2::SMALLINT").unwrap(),
+            "SELECT ((SELECT $1::VARCHAR LIMIT 1)), $2::SMALLINT"
+        );
+        // Correlated: NULL, as pg-catalog makes it, with its placeholders still planned.
+        assert_eq!(
+            rewriter()
+                .rewrite(
+                    "SELECT (SELECT json_build_object($1, s.seqstart) FROM pg_sequence s \
+                     WHERE a.attidentity != $2 AND s.seqrelid = a.attrelid) AS identity, \
+                     a.attname FROM pg_attribute a WHERE a.attnum > $3"
+                )
+                .unwrap(),
+            "SELECT CASE WHEN $1 IS NULL OR $2 IS NULL THEN NULL END AS identity, a.attname \
+             FROM pg_attribute a WHERE a.attnum > $3"
+        );
+        // Without placeholders, pg-catalog's own rule decides.
+        assert_eq!(rewriter().rewrite("SELECT (SELECT max(x) FROM t) AS m FROM u"), None);
     }
 
     #[test]
