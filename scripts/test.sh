@@ -23,10 +23,18 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "web UI (frontend/): npm ci, type check, vitest, build; the committed frontend/dist must be what the sources build"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test --silent && npm run build --silent)
+if [ -n "$(git status --porcelain -- frontend/dist)" ]; then
+  git status --short -- frontend/dist
+  echo "frontend/dist differs from a fresh build of frontend/src: commit the rebuilt frontend/dist" >&2
+  exit 1
+fi
+
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
 
-step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, socat (serial-port tests), psql, Go + pgx/lib/pq (Grafana's drivers), pgjdbc"
+step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, socat (serial-port tests), psql, Go + pgx/lib/pq (Grafana's drivers), pgjdbc, Chromium (web UI tests)"
 missing=()
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -38,6 +46,7 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/lib/pq ] || missing+=(golang-github-lib-pq-dev)
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
@@ -66,5 +75,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql; Postgres clients (psql, psycopg, asyncpg, SQLAlchemy, Grafana's Go drivers, pgjdbc); Flight SQL (ADBC, pyarrow.flight); the notebooks"
-"$PY" -m pytest tests/python tests/grafana tests/jdbc -q -p no:cacheprovider
+step "python tests: Parquet read by pyarrow and DuckDB; a node end to end with Mosquitto and psql; Postgres clients (psql, psycopg, asyncpg, SQLAlchemy, Grafana's Go drivers, pgjdbc); Flight SQL (ADBC, pyarrow.flight); the notebooks; the web UI in Chromium"
+"$PY" -m pytest tests/python tests/grafana tests/jdbc tests/ui -q -p no:cacheprovider

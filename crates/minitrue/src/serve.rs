@@ -166,10 +166,38 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         None
     };
 
+    // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`).
     let http = bind(&config, config.http_port, "http").await?;
     let http_address = http.local_addr()?;
+    let flight = match &session {
+        Some(_) => Some(bind(&config, config.flight_port, "flight").await?),
+        None => None,
+    };
+    let postgres = match &session {
+        Some(_) => Some(bind(&config, config.pg_port, "postgres").await?),
+        None => None,
+    };
+    ready.insert("http".into(), http_address.to_string().into());
+    if let Some(listener) = &flight {
+        ready.insert("flight".into(), listener.local_addr()?.to_string().into());
+    }
+    if let Some(listener) = &postgres {
+        ready.insert("postgres".into(), listener.local_addr()?.to_string().into());
+    }
+    let addresses = ["http", "postgres", "flight", "mqtt"]
+        .into_iter()
+        .filter_map(|door| {
+            ready.get(door).and_then(|a| a.as_str()).map(|a| (door.to_string(), a.to_string()))
+        })
+        .collect();
+
     let mut http_state =
-        minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone());
+        minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone())
+            .with_live(Arc::new(EngineLive(engine.clone())))
+            .with_node(minitrue_server::NodeIdentity {
+                node_id: config.node_id.clone(),
+                addresses,
+            });
     if let Some(session) = &session {
         http_state = http_state.with_sql(session.clone());
     }
@@ -177,13 +205,11 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         "http",
         minitrue_server::serve_http(http, http_state, wait_for_shutdown(stopping.clone())),
     ));
-    ready.insert("http".into(), http_address.to_string().into());
     println!(
-        "http: http://{http_address} (POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
+        "http: http://{http_address} (web UI; POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
     );
 
-    if let Some(session) = &session {
-        let listener = bind(&config, config.flight_port, "flight").await?;
+    if let (Some(session), Some(listener)) = (&session, flight) {
         let address: SocketAddr = listener.local_addr()?;
         let state = minitrue_server::FlightState {
             session: session.clone(),
@@ -194,19 +220,16 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             "flight",
             minitrue_server::serve_flight(listener, state, wait_for_shutdown(stopping.clone())),
         ));
-        ready.insert("flight".into(), address.to_string().into());
         println!("flight: grpc://{address} (Flight SQL: ADBC, pyarrow.flight)");
     }
 
-    if let Some(session) = session {
-        let listener = bind(&config, config.pg_port, "postgres").await?;
+    if let (Some(session), Some(listener)) = (session, postgres) {
         let address: SocketAddr = listener.local_addr()?;
         let session = Arc::new(session);
         tasks.push(spawn_door(
             "postgres",
             minitrue_server::serve_pgwire(listener, session, wait_for_shutdown(stopping.clone())),
         ));
-        ready.insert("postgres".into(), address.to_string().into());
         println!("postgres: psql -h {} -p {} -U minitrue minitrue", address.ip(), address.port());
     }
 
@@ -246,5 +269,14 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+/// The engine's acknowledged writes, for the HTTP door's live stream.
+struct EngineLive(Arc<minitrue_storage::Engine>);
+
+impl minitrue_server::LiveSource for EngineLive {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<minitrue_server::LiveBatch> {
+        self.0.subscribe_live()
     }
 }

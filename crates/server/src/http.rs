@@ -9,6 +9,9 @@
 //! | `POST /query` | the MiniTrue document's query: `{"device_id","metric_name","operation","start_time","end_time"}` → `{…,"result","count","duration_ns"}` |
 //! | `GET /metrics` | Prometheus text format: every counter and gauge of the node |
 //! | `GET /health`, `GET\|HEAD /ping` | liveness, in InfluxDB's shapes so its clients' checks pass |
+//! | `GET /ws/live?device=&metric=&max_rate=` | WebSocket: acknowledged points as they are written, rate-limited ([`live`]) |
+//! | `GET /api/v1/cluster` | the nodes, their state, ring share and storage figures ([`cluster`]) |
+//! | `GET /`, `GET /assets/…` | the web UI ([`ui`]) |
 //!
 //! Writes take the same path as MQTT: [`Parser`] → [`PointSink`] (the WAL). The response is
 //! sent after the points are durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`,
@@ -16,7 +19,13 @@
 //! response is then `400` with the counts and the first rejections (InfluxDB's partial-write
 //! convention), and the rejections are counted per reason like MQTT ones.
 
+mod cluster;
+mod live;
 mod sql;
+mod ui;
+
+pub use cluster::NodeIdentity;
+pub use live::{LiveBatch, LiveSource};
 
 use std::future::Future;
 use std::io::Read;
@@ -49,6 +58,11 @@ pub struct HttpState {
     /// The node's SQL session; `None` when the node only ingests (queries answer 503).
     pub sql: Option<SessionContext>,
     sql_counters: Arc<sql::SqlCounters>,
+    /// Acknowledged points for `/ws/live`; `None` answers 503.
+    pub live: Option<Arc<dyn LiveSource>>,
+    live_counters: Arc<live::LiveCounters>,
+    /// This node, for `/api/v1/cluster`.
+    pub node: Option<NodeIdentity>,
 }
 
 impl HttpState {
@@ -57,6 +71,8 @@ impl HttpState {
         metrics.register(counters.clone().metrics("http"));
         let sql_counters = Arc::new(sql::SqlCounters::default());
         metrics.register(Arc::new(sql_counters.clone().metrics()));
+        let live_counters = Arc::new(live::LiveCounters::default());
+        metrics.register(Arc::new(live_counters.clone().metrics()));
         HttpState {
             parser,
             sink,
@@ -65,7 +81,22 @@ impl HttpState {
             max_body_bytes: 64 << 20,
             sql: None,
             sql_counters,
+            live: None,
+            live_counters,
+            node: None,
         }
+    }
+
+    /// Streams `source`'s points on `/ws/live`.
+    pub fn with_live(mut self, source: Arc<dyn LiveSource>) -> Self {
+        self.live = Some(source);
+        self
+    }
+
+    /// Names this node on `/api/v1/cluster`.
+    pub fn with_node(mut self, node: NodeIdentity) -> Self {
+        self.node = Some(node);
+        self
     }
 
     /// Serves queries (`/api/v1/sql`, `/query`) on `session`.
@@ -87,6 +118,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
+        .route("/ws/live", get(live::live))
+        .route("/api/v1/cluster", get(cluster::cluster))
+        .route("/", get(ui::index))
+        .route("/assets/*name", get(ui::asset))
         // Compressed bodies are bounded again after inflating (see `body_bytes`).
         .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::new(state))
@@ -102,6 +137,7 @@ pub async fn serve_http(
 }
 
 /// An error answer: InfluxDB 2's `{"code","message"}` body with the matching status.
+#[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     code: &'static str,

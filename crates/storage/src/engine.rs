@@ -81,6 +81,12 @@ pub struct EngineStats {
     pub wal: WalStats,
 }
 
+/// The points of one acknowledged write, as live views receive them.
+pub type LiveBatch = Arc<[Point]>;
+
+/// Writes a live receiver may fall behind before it misses some.
+pub const LIVE_BATCHES_BUFFERED: usize = 1024;
+
 /// What a flush did.
 #[derive(Debug, Clone, Default)]
 pub struct FlushReport {
@@ -160,6 +166,9 @@ pub struct Engine {
     flush_done: Notify,
     shutting_down: AtomicBool,
     shutdown_signal: Arc<Notify>,
+    /// Every acknowledged write, for live views ([`Engine::subscribe_live`]). Sent to only
+    /// when someone listens, so it costs nothing otherwise.
+    live: tokio::sync::broadcast::Sender<LiveBatch>,
     background: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held from open until close (or drop): a second process on the same directory would
     /// corrupt the WAL. The OS releases it when the process dies, however it dies.
@@ -299,6 +308,7 @@ impl Engine {
             flush_done: Notify::new(),
             shutting_down: AtomicBool::new(false),
             shutdown_signal: Arc::new(Notify::new()),
+            live: tokio::sync::broadcast::channel(LIVE_BATCHES_BUFFERED).0,
             background: parking_lot::Mutex::new(None),
             lock: parking_lot::Mutex::new(Some(lock)),
             config,
@@ -358,7 +368,19 @@ impl Engine {
         if active.0.memory_bytes() >= self.config.flush_memtable_bytes {
             self.flush_wanted.notify_one();
         }
+        if self.live.receiver_count() > 0 {
+            // No receiver left between the check and the send is fine: the batch is dropped.
+            let _ = self.live.send(Arc::from(points));
+        }
         Ok(WriteAck { lsn: active.1, points: points.len() })
+    }
+
+    /// The points of every write from now on, once acknowledged (durable and visible), in
+    /// write order. A receiver that falls more than [`LIVE_BATCHES_BUFFERED`] writes behind
+    /// misses the oldest ones and is told how many (`RecvError::Lagged`): writes never wait
+    /// for live views.
+    pub fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<LiveBatch> {
+        self.live.subscribe()
     }
 
     /// Records the tags of series (from topic templates or line protocol). Durable when it

@@ -32,7 +32,10 @@ pub mod series_tags;
 pub use aggregate::{AggregateOutput, AggregateRequest, GroupAggregate, TimeBuckets};
 pub use catalog::SeriesInfo;
 pub use config::EngineConfig;
-pub use engine::{CompactionReport, Engine, EngineStats, FlushReport, RecoveryReport, WriteAck};
+pub use engine::{
+    CompactionReport, Engine, EngineStats, FlushReport, LiveBatch, RecoveryReport, WriteAck,
+    LIVE_BATCHES_BUFFERED,
+};
 pub use error::{Result, StorageError};
 pub use exact::{ExactSum, ValueAggregate};
 pub use file_format::{readings_schema, FileMeta};
