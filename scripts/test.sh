@@ -23,11 +23,14 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "web UI (frontend/): npm ci, type check, vitest, build; the committed frontend/dist must be what the sources build"
-(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test --silent && npm run build --silent)
-if [ -n "$(git status --porcelain -- frontend/dist)" ]; then
-  git status --short -- frontend/dist
-  echo "frontend/dist differs from a fresh build of frontend/src: commit the rebuilt frontend/dist" >&2
+step "web UI (frontend/): npm install from the lock, type check, vitest, build; the committed lock and frontend/dist must be what this produces"
+# Not `npm ci`: the lock written here (npm 11, `omit-lockfile-registry-resolved`) lists the
+# platform packages of rollup/esbuild only by version, and `npm ci` refuses it as out of sync.
+# `npm install` installs the locked versions; the check below fails if it changed the lock.
+(cd frontend && npm install --no-audit --no-fund --loglevel=error && npm test --silent && npm run build --silent)
+if [ -n "$(git status --porcelain -- frontend/dist frontend/package-lock.json)" ]; then
+  git status --short -- frontend/dist frontend/package-lock.json
+  echo "frontend/dist or frontend/package-lock.json differs from what the sources build: commit them" >&2
   exit 1
 fi
 
