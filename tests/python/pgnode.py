@@ -59,14 +59,16 @@ def psql(port, *args, user="minitrue", database="minitrue", check=True):
 
 
 @contextlib.contextmanager
-def running_node(data_dir, load=True):
-    """Starts `minitrue serve` on `data_dir`, yields its Postgres port, stops it on exit."""
+def running_node(data_dir, load=True, extra_args=()):
+    """Starts `minitrue serve` on `data_dir` (with `extra_args`, e.g. `--simulate`), yields
+    its Postgres port, stops it on exit. The addresses of all doors are in
+    `data_dir/ready.json`."""
     data_dir = pathlib.Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     ready = data_dir / "ready.json"
     log = open(data_dir / "node.log", "w")
     node = subprocess.Popen(
-        [MINITRUE_BIN, "serve", "--data-dir", str(data_dir / "data"), "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--ready-file", str(ready)],
+        [MINITRUE_BIN, "serve", "--data-dir", str(data_dir / "data"), "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--ready-file", str(ready), *extra_args],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:

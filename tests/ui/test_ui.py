@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -33,19 +32,8 @@ def test_web_ui_in_chromium(tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is not installed (scripts/test.sh installs it)"
     assert (FRONTEND / "node_modules" / "playwright-core").exists(), "run `npm ci` in frontend/ first"
-    ready = tmp_path / "ready.json"
-    log = open(tmp_path / "node.log", "w")
-    node = subprocess.Popen(
-        [pgnode.MINITRUE_BIN, "serve", "--simulate", "--data-dir", str(tmp_path / "data"),
-         "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0",
-         "--ready-file", str(ready)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        pgnode.wait_until("the node to be ready", lambda: ready.exists() or node.poll() is not None)
-        assert node.poll() is None, (tmp_path / "node.log").read_text()
-        addresses = json.loads(ready.read_text())
-        url = f"http://{addresses['http']}"
+    with pgnode.running_node(tmp_path, load=False, extra_args=["--simulate"]) as pg_port:
+        url = f"http://{json.loads((tmp_path / 'ready.json').read_text())['http']}"
         # Line protocol: the measurement is the metric, the device_id tag the device.
         request = urllib.request.Request(f"{url}/api/v2/write?precision=s", data=seed_lines().encode(), method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -54,7 +42,7 @@ def test_web_ui_in_chromium(tmp_path):
         env = {
             **os.environ,
             "MINITRUE_URL": url,
-            "PG_PORT": addresses["postgres"].rsplit(":", 1)[1],
+            "PG_PORT": str(pg_port),
             "ARTIFACTS": str(artifacts),
             "CHROMIUM": chromium,
         }
@@ -66,12 +54,3 @@ def test_web_ui_in_chromium(tmp_path):
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         for name in ["live", "query-builder", "sql-console", "delete-confirm", "devices", "cluster"]:
             assert (artifacts / f"{name}.png").stat().st_size > 0, name
-    finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-        log.close()
-    assert node.returncode == 0, (tmp_path / "node.log").read_text()[-4000:]

@@ -12,5 +12,5 @@ mod time;
 
 pub use error::ErrorKind;
 pub use metrics::{Metric, MetricKind, MetricsRegistry, MetricsSource};
-pub use point::{Point, SeriesKey, SeriesKeyError, MAX_NAME_LEN};
+pub use point::{LiveBatch, Point, SeriesKey, SeriesKeyError, MAX_NAME_LEN};
 pub use time::{TimeRange, TimestampNs};

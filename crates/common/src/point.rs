@@ -103,6 +103,10 @@ pub struct Point {
     pub value: f64,
 }
 
+/// The points of one acknowledged write, shared by every live view that receives it
+/// (the storage engine sends them, the HTTP door's `/ws/live` streams them).
+pub type LiveBatch = Arc<[Point]>;
+
 impl Point {
     pub fn new(series: SeriesKey, time: TimestampNs, value: f64) -> Self {
         Point { series, time, value }

@@ -276,7 +276,7 @@ async fn shutdown_signal() {
 struct EngineLive(Arc<minitrue_storage::Engine>);
 
 impl minitrue_server::LiveSource for EngineLive {
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<minitrue_server::LiveBatch> {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<minitrue_common::LiveBatch> {
         self.0.subscribe_live()
     }
 }

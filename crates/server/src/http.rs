@@ -25,7 +25,7 @@ mod sql;
 mod ui;
 
 pub use cluster::NodeIdentity;
-pub use live::{LiveBatch, LiveSource};
+pub use live::LiveSource;
 
 use std::future::Future;
 use std::io::Read;

@@ -13,5 +13,5 @@ mod pgwire;
 mod stateless;
 
 pub use flight::{serve_flight, AccessPolicy, FlightState};
-pub use http::{router as http_router, serve_http, HttpState, LiveBatch, LiveSource, NodeIdentity};
+pub use http::{router as http_router, serve_http, HttpState, LiveSource, NodeIdentity};
 pub use pgwire::serve_pgwire;

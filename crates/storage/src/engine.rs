@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use minitrue_common::{Point, SeriesKey, TimeRange};
+use minitrue_common::{LiveBatch, Point, SeriesKey, TimeRange};
 use minitrue_wal::{Wal, WalStats};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -80,9 +80,6 @@ pub struct EngineStats {
     pub flushed_lsn: u64,
     pub wal: WalStats,
 }
-
-/// The points of one acknowledged write, as live views receive them.
-pub type LiveBatch = Arc<[Point]>;
 
 /// Writes a live receiver may fall behind before it misses some.
 pub const LIVE_BATCHES_BUFFERED: usize = 1024;

@@ -33,7 +33,7 @@ pub use aggregate::{AggregateOutput, AggregateRequest, GroupAggregate, TimeBucke
 pub use catalog::SeriesInfo;
 pub use config::EngineConfig;
 pub use engine::{
-    CompactionReport, Engine, EngineStats, FlushReport, LiveBatch, RecoveryReport, WriteAck,
+    CompactionReport, Engine, EngineStats, FlushReport, RecoveryReport, WriteAck,
     LIVE_BATCHES_BUFFERED,
 };
 pub use error::{Result, StorageError};

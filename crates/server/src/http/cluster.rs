@@ -24,8 +24,15 @@ pub struct NodeIdentity {
     pub addresses: BTreeMap<String, String>,
 }
 
-const STORAGE_FIGURES: [&str; 6] =
-    ["file_bytes", "files", "memtable_bytes", "wal_total_bytes", "points_written", "series"];
+/// The node's figures on the page, and the `system.storage` columns they are read from.
+const STORAGE_FIGURES: [(&str, &str); 6] = [
+    ("disk_bytes", "file_bytes"),
+    ("files", "files"),
+    ("memtable_bytes", "memtable_bytes"),
+    ("wal_bytes", "wal_total_bytes"),
+    ("points_written", "points_written"),
+    ("series", "series"),
+];
 
 pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
     let session = state.sql.as_ref().ok_or_else(|| ApiError {
@@ -38,7 +45,8 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
         code: "internal error",
         message: error.to_string(),
     };
-    let sql = format!("SELECT {} FROM system.storage", STORAGE_FIGURES.join(", "));
+    let columns: Vec<&str> = STORAGE_FIGURES.iter().map(|(_, column)| *column).collect();
+    let sql = format!("SELECT {} FROM system.storage", columns.join(", "));
     let batches = session.sql(&sql).await.map_err(internal)?.collect().await.map_err(internal)?;
     let figure = |column: usize| -> i64 {
         batches
@@ -49,19 +57,14 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
             .map_or(0, |values| values.value(0))
     };
     let identity = state.node.clone().unwrap_or_default();
-    Ok(Json(json!({
+    let mut node = json!({
         "node_id": identity.node_id,
-        "nodes": [{
-            "node_id": identity.node_id,
-            "state": "active",
-            "addresses": identity.addresses,
-            "ring_share": 1.0,
-            "disk_bytes": figure(0),
-            "files": figure(1),
-            "memtable_bytes": figure(2),
-            "wal_bytes": figure(3),
-            "points_written": figure(4),
-            "series": figure(5),
-        }],
-    })))
+        "state": "active",
+        "addresses": identity.addresses,
+        "ring_share": 1.0,
+    });
+    for (column, (name, _)) in STORAGE_FIGURES.iter().enumerate() {
+        node[*name] = json!(figure(column));
+    }
+    Ok(Json(json!({ "node_id": identity.node_id, "nodes": [node] })))
 }

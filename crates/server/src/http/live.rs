@@ -23,16 +23,13 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use minitrue_common::{Metric, Point};
+use minitrue_common::{LiveBatch, Metric, Point};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
 use super::{ApiError, HttpState};
-
-/// The acknowledged points of one write.
-pub type LiveBatch = Arc<[Point]>;
 
 /// Where live points come from (the storage engine, wired by the binary).
 pub trait LiveSource: Send + Sync {

@@ -28,8 +28,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, Expr, FunctionArguments, LimitClause, ObjectNamePart,
-    OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor,
-    Value, VisitMut, VisitorMut,
+    OrderBy, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableAliasColumnDef,
+    TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -256,11 +256,7 @@ fn sort_outside_subqueries(query: &Query) -> Option<Query> {
 fn in_subqueries_as_arrays(query: &mut Query) -> bool {
     let SetExpr::Select(select) = query.body.as_mut() else { return false };
     let mut changed = false;
-    for item in &mut select.projection {
-        let expr = match item {
-            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
-            _ => continue,
-        };
+    for expr in projection_exprs(select) {
         let _ = visit_expressions_mut(expr, |expr| {
             if let Expr::InSubquery { expr: needle, subquery, negated } = expr {
                 let sql = format!(
@@ -301,11 +297,7 @@ fn in_subqueries_as_arrays(query: &mut Query) -> bool {
 fn subqueries_keep_their_placeholders(query: &mut Query) -> bool {
     let SetExpr::Select(select) = query.body.as_mut() else { return false };
     let mut changed = false;
-    for item in &mut select.projection {
-        let expr = match item {
-            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
-            _ => continue,
-        };
+    for expr in projection_exprs(select) {
         let Expr::Subquery(subquery) = expr else { continue };
         let placeholders = placeholders_in(subquery);
         if placeholders.is_empty() {
@@ -374,6 +366,14 @@ fn correlated_apart_from_placeholders(query: &Query) -> bool {
         _ => ControlFlow::Continue(()),
     })
     .is_break()
+}
+
+/// The expressions of `select`'s projection (its wildcards have none).
+fn projection_exprs(select: &mut Select) -> impl Iterator<Item = &mut Expr> {
+    select.projection.iter_mut().filter_map(|item| match item {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => Some(expr),
+        _ => None,
+    })
 }
 
 fn contains_subquery(expr: &Expr) -> bool {
