@@ -183,7 +183,8 @@ def test_psql_queries_and_backslash_commands(port):
     out = psql(port, "-At", "-F", ",", "-c",
                "SELECT device_id, count(*), avg(value) FROM readings WHERE time >= '2024-01-01 00:00:00+00' "
                "AND time < '2024-01-01 00:05:00+00' GROUP BY device_id ORDER BY device_id")
-    assert out.stdout.split() == ["sensor_1,5,22.0", "sensor_2,5,52.0", "sensor_3,1,1013.25"]
+    # Postgres writes a whole float8 without ".0".
+    assert out.stdout.split() == ["sensor_1,5,22", "sensor_2,5,52", "sensor_3,1,1013.25"]
 
     tables = psql(port, "-c", r"\dt").stdout
     listed = re.findall(r"^\s*public\s*\|\s*(\w+)\s*\|\s*table", tables, re.M)

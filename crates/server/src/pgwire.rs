@@ -15,11 +15,13 @@
 
 mod cancel;
 mod compat;
+mod float_text;
 mod results;
 mod rewrite;
 mod settings;
 mod sqlstate;
 mod startup;
+mod timestamp_text;
 
 use std::fmt::Debug;
 use std::future::Future;

@@ -1,0 +1,365 @@
+//! Membership: who is in the cluster, where they listen, and whether they are alive.
+//!
+//! Gossip is chitchat (scuttlebutt anti-entropy plus phi-accrual failure detection) over
+//! UDP. A node joins by gossiping with any of its `--seeds`; there is no coordinator. Each
+//! node publishes, in its own gossip key space, its state (`joining`, `active`, `leaving`)
+//! and the addresses of its HTTP, Postgres and Flight listeners, so any node can reach any
+//! other. Every node forms its own view from gossip: views agree once gossip has converged
+//! (a few gossip intervals), not at every instant, which is why nothing here elects or
+//! decides anything.
+//!
+//! A restarted node gossips under a new generation (its start time); older generations of
+//! the same node id are ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
+    NodeState as GossipState,
+};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::ring::NodeId;
+
+const KEY_STATE: &str = "state";
+const KEY_HTTP: &str = "http";
+const KEY_POSTGRES: &str = "pg";
+const KEY_FLIGHT: &str = "flight";
+
+/// Why membership could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("gossip could not start on {address}: {reason}")]
+    Start { address: SocketAddr, reason: String },
+    #[error("gossip listen address {0} is not usable as an advertised address (use a concrete IP and port)")]
+    Unadvertisable(SocketAddr),
+}
+
+/// A node's part in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Up, receiving the ranges it will own; not yet asked to answer for them.
+    Joining,
+    /// Owns its ranges.
+    Active,
+    /// Handing its ranges to the others before it stops.
+    Leaving,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Joining => "joining",
+            NodeState::Active => "active",
+            NodeState::Leaving => "leaving",
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NodeState {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "joining" => Ok(NodeState::Joining),
+            "active" => Ok(NodeState::Active),
+            "leaving" => Ok(NodeState::Leaving),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Where a node's listeners are, as other nodes and clients reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeAddresses {
+    pub http: SocketAddr,
+    pub postgres: SocketAddr,
+    pub flight: SocketAddr,
+}
+
+/// How to run gossip.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    pub node_id: NodeId,
+    /// The UDP address gossip binds and advertises (a concrete IP: peers send to it).
+    pub gossip_address: SocketAddr,
+    /// `host:port` of nodes to gossip with first; the node's own address is skipped.
+    pub seeds: Vec<String>,
+    /// Nodes only gossip with nodes of the same cluster id.
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    /// Phi above which a silent node is taken for dead (chitchat's default is 8).
+    pub phi_threshold: f64,
+    pub addresses: NodeAddresses,
+    pub state: NodeState,
+}
+
+impl MembershipConfig {
+    /// Settings for a node at `gossip_address`, with a 500 ms gossip interval.
+    pub fn new(node_id: NodeId, gossip_address: SocketAddr, addresses: NodeAddresses) -> Self {
+        MembershipConfig {
+            node_id,
+            gossip_address,
+            seeds: Vec::new(),
+            cluster_id: "minitrue".to_string(),
+            gossip_interval: Duration::from_millis(500),
+            phi_threshold: 8.0,
+            addresses,
+            state: NodeState::Active,
+        }
+    }
+}
+
+/// One node as this node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub id: NodeId,
+    /// When the node (this run of it) started, µs since 1970: a restart is a new generation.
+    pub generation: u64,
+    pub gossip_address: SocketAddr,
+    /// `None` until the node's gossip keys have arrived.
+    pub state: Option<NodeState>,
+    pub addresses: Option<NodeAddresses>,
+    /// The failure detector's view: false once the node has been silent too long.
+    pub alive: bool,
+    /// Whether this is the node itself.
+    pub local: bool,
+}
+
+impl Member {
+    /// Alive with its keys known and not leaving: a node that can take requests and own
+    /// ranges.
+    pub fn is_serving(&self) -> bool {
+        self.alive
+            && self.addresses.is_some()
+            && self.state.is_some_and(|s| s != NodeState::Leaving)
+    }
+}
+
+/// This node's membership: its gossip task and its view of the others.
+pub struct Membership {
+    handle: ChitchatHandle,
+    local: ChitchatId,
+    /// Bumped on every change of the live set or of a live node's keys.
+    changes: watch::Receiver<BTreeMap<ChitchatId, GossipState>>,
+}
+
+impl Membership {
+    /// Starts gossiping. Returns once the UDP socket is bound; joining the others happens in
+    /// the background (see [`Membership::members`]).
+    pub async fn start(config: MembershipConfig) -> Result<Membership, MembershipError> {
+        let address = config.gossip_address;
+        if address.ip().is_unspecified() || address.port() == 0 {
+            return Err(MembershipError::Unadvertisable(address));
+        }
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|since| since.as_micros() as u64)
+            .unwrap_or_default();
+        let local = ChitchatId::new(config.node_id.as_str(), generation, address);
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: local.clone(),
+            cluster_id: config.cluster_id.clone(),
+            gossip_interval: config.gossip_interval,
+            listen_addr: address,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: config.phi_threshold,
+                sampling_window_size: 1000,
+                // A node silent for longer than this is not sampled: the interval is an outage.
+                max_interval: config.gossip_interval * 20,
+                // Start from the interval we gossip at, so a fresh cluster detects failures as
+                // fast as an old one.
+                initial_interval: config.gossip_interval,
+                // A dead node's keys are kept this long (it is shown as dead meanwhile).
+                dead_node_grace_period: Duration::from_secs(3600),
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let keys = vec![
+            (KEY_STATE.to_string(), config.state.as_str().to_string()),
+            (KEY_HTTP.to_string(), config.addresses.http.to_string()),
+            (KEY_POSTGRES.to_string(), config.addresses.postgres.to_string()),
+            (KEY_FLIGHT.to_string(), config.addresses.flight.to_string()),
+        ];
+        let handle = spawn_chitchat(chitchat_config, keys, &UdpTransport)
+            .await
+            .map_err(|error| MembershipError::Start { address, reason: format!("{error:#}") })?;
+        let changes = handle.chitchat().lock().await.live_nodes_watcher();
+        Ok(Membership { handle, local, changes })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        NodeId::new(&*self.local.node_id)
+    }
+
+    /// Every node this node has heard of, alive or not, by node id (the newest generation of
+    /// each), itself included.
+    pub async fn members(&self) -> Vec<Member> {
+        let chitchat = self.handle.chitchat();
+        let chitchat = chitchat.lock().await;
+        let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+        let mut newest: BTreeMap<&str, Member> = BTreeMap::new();
+        for (id, state) in chitchat.node_states() {
+            let member = Member {
+                id: NodeId::new(&*id.node_id),
+                generation: id.generation_id,
+                gossip_address: id.gossip_advertise_addr,
+                state: state.get(KEY_STATE).and_then(|s| s.parse().ok()),
+                addresses: addresses_of(state),
+                alive: live.contains(id),
+                local: *id == self.local,
+            };
+            match newest.get(&*id.node_id) {
+                Some(known) if known.generation >= member.generation => {}
+                _ => {
+                    newest.insert(&id.node_id, member);
+                }
+            }
+        }
+        newest.into_values().collect()
+    }
+
+    /// Announces a new state of this node to the cluster.
+    pub async fn set_state(&self, state: NodeState) {
+        let chitchat = self.handle.chitchat();
+        chitchat.lock().await.self_node_state().set(KEY_STATE, state.as_str());
+    }
+
+    /// Resolves at the next change of the live set or of a live node's keys (at most once
+    /// per gossip interval).
+    pub async fn changed(&mut self) {
+        if self.changes.changed().await.is_err() {
+            // Gossip stopped: nothing changes any more.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stops gossiping. The others take this node for dead after the failure timeout; call
+    /// [`Membership::set_state`] with `Leaving` first for an orderly exit.
+    pub async fn stop(self) {
+        if let Err(error) = self.handle.shutdown().await {
+            tracing::warn!(%error, "gossip did not stop cleanly");
+        }
+    }
+}
+
+fn addresses_of(state: &GossipState) -> Option<NodeAddresses> {
+    Some(NodeAddresses {
+        http: state.get(KEY_HTTP)?.parse().ok()?,
+        postgres: state.get(KEY_POSTGRES)?.parse().ok()?,
+        flight: state.get(KEY_FLIGHT)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn free_udp_port() -> SocketAddr {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("address")
+    }
+
+    fn config(name: &str, gossip: SocketAddr, seeds: &[SocketAddr]) -> MembershipConfig {
+        let port = gossip.port();
+        let mut config = MembershipConfig::new(
+            NodeId::new(name),
+            gossip,
+            NodeAddresses {
+                http: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(1))),
+                postgres: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(2))),
+                flight: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(3))),
+            },
+        );
+        config.seeds = seeds.iter().map(ToString::to_string).collect();
+        config.gossip_interval = Duration::from_millis(100);
+        config
+    }
+
+    async fn wait_for(
+        membership: &Membership,
+        what: &str,
+        done: impl Fn(&[Member]) -> bool,
+    ) -> Vec<Member> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let members = membership.members().await;
+            if done(&members) {
+                return members;
+            }
+            assert!(Instant::now() < deadline, "{what}: {members:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_find_each_other_see_addresses_and_notice_a_failure() {
+        let (a, b, c) = (free_udp_port(), free_udp_port(), free_udp_port());
+        let first = Membership::start(config("node1", a, &[])).await.expect("starts");
+        let second = Membership::start(config("node2", b, &[a])).await.expect("starts");
+        let third = Membership::start(config("node3", c, &[a])).await.expect("starts");
+        for membership in [&first, &second, &third] {
+            let members = wait_for(membership, "all three serving", |members| {
+                members.len() == 3 && members.iter().all(Member::is_serving)
+            })
+            .await;
+            let names: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!(names, ["node1", "node2", "node3"]);
+            assert_eq!(members.iter().filter(|m| m.local).count(), 1);
+        }
+        let seen = second.members().await;
+        let third_seen = seen.iter().find(|m| m.id.as_str() == "node3").expect("node3");
+        assert_eq!(third_seen.gossip_address, c);
+        assert_eq!(
+            third_seen.addresses.as_ref().map(|a| a.flight.port()),
+            Some(c.port().wrapping_add(3))
+        );
+
+        third.set_state(NodeState::Leaving).await;
+        wait_for(&first, "node3 leaving", |members| {
+            members.iter().any(|m| m.id.as_str() == "node3" && m.state == Some(NodeState::Leaving))
+        })
+        .await;
+
+        third.stop().await;
+        let members = wait_for(&first, "node3 dead", |members| {
+            members.iter().any(|m| m.id.as_str() == "node3" && !m.alive)
+        })
+        .await;
+        assert!(members.iter().filter(|m| m.id.as_str() != "node3").all(|m| m.alive));
+
+        // node3 comes back (a new generation) and is alive again, seen once.
+        let third = Membership::start(config("node3", c, &[a])).await.expect("restarts");
+        wait_for(&first, "node3 back", |members| {
+            members.len() == 3 && members.iter().all(Member::is_serving)
+        })
+        .await;
+        third.stop().await;
+        second.stop().await;
+        first.stop().await;
+    }
+
+    #[tokio::test]
+    async fn refuses_an_address_peers_cannot_reach() {
+        let result = Membership::start(config("node1", "0.0.0.0:9000".parse().unwrap(), &[])).await;
+        assert!(matches!(result, Err(MembershipError::Unadvertisable(_))));
+    }
+}
