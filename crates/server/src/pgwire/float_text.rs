@@ -12,8 +12,7 @@ use bytes::{BufMut, BytesMut};
 
 /// Writes `value` as Postgres' `float8out` does with `extra_float_digits` ≥ 1.
 pub(crate) fn write_float8(out: &mut BytesMut, value: f64) {
-    if let Some(special) = special_text(value.is_nan(), value.is_infinite(), value == 0.0) {
-        write_special(out, special, value.is_sign_negative());
+    if write_special(out, value) {
         return;
     }
     let mut buffer = ryu::Buffer::new();
@@ -23,8 +22,7 @@ pub(crate) fn write_float8(out: &mut BytesMut, value: f64) {
 
 /// Writes `value` as Postgres' `float4out` does with `extra_float_digits` ≥ 1.
 pub(crate) fn write_float4(out: &mut BytesMut, value: f32) {
-    if let Some(special) = special_text(value.is_nan(), value.is_infinite(), value == 0.0) {
-        write_special(out, special, value.is_sign_negative());
+    if write_special(out, f64::from(value)) {
         return;
     }
     let mut buffer = ryu::Buffer::new();
@@ -36,35 +34,24 @@ pub(crate) fn write_float4(out: &mut BytesMut, value: f32) {
 const FLOAT8_FIXED_BELOW: i32 = 15;
 const FLOAT4_FIXED_BELOW: i32 = 6;
 
-#[derive(Clone, Copy)]
-enum Special {
-    NaN,
-    Infinity,
-    Zero,
-}
-
-fn special_text(nan: bool, infinite: bool, zero: bool) -> Option<Special> {
-    if nan {
-        Some(Special::NaN)
-    } else if infinite {
-        Some(Special::Infinity)
-    } else if zero {
-        Some(Special::Zero)
+/// Writes NaN, ±Infinity and ±0 as Postgres does; false (nothing written) for any other
+/// value. (An `f32` converts to `f64` exactly, these values and their signs included.)
+fn write_special(out: &mut BytesMut, value: f64) -> bool {
+    let text: &[u8] = if value.is_nan() {
+        b"NaN"
+    } else if value.is_infinite() {
+        b"Infinity"
+    } else if value == 0.0 {
+        b"0"
     } else {
-        None
-    }
-}
-
-fn write_special(out: &mut BytesMut, special: Special, negative: bool) {
+        return false;
+    };
     // Postgres prints the sign of infinities and of zero, never of NaN.
-    if negative && !matches!(special, Special::NaN) {
+    if value.is_sign_negative() && !value.is_nan() {
         out.put_u8(b'-');
     }
-    out.extend_from_slice(match special {
-        Special::NaN => b"NaN",
-        Special::Infinity => b"Infinity",
-        Special::Zero => b"0",
-    });
+    out.extend_from_slice(text);
+    true
 }
 
 /// Re-spells ryu's text of a positive, finite, non-zero value (`21.0`, `0.001`, `1.5e-7`,

@@ -232,7 +232,7 @@ pub(crate) fn check_result_formats(format_codes: &[i16], columns: usize) -> PgWi
 /// for `oid`, `"char"` and the like), goes through arrow-pg.
 #[derive(Clone)]
 enum ColumnEncoding {
-    /// By hand ([`PgTimestamp`]); `zone` is the display zone of a `timestamptz`, `None` for a
+    /// By hand ([`TimestampText`]); `zone` is the display zone of a `timestamptz`, `None` for a
     /// `timestamp`.
     Timestamp { unit: TimeUnit, zone: Option<Tz>, binary: bool },
     /// `float4`/`float8`, `int2`/`int4`/`int8`, `bool` and `text`.
