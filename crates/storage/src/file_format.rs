@@ -856,30 +856,6 @@ impl DataFile {
     }
 }
 
-/// Converts a batch read from a data file (its own units and layout) to [`readings_schema`].
-pub fn to_readings_batch(meta: &FileMeta, batch: &RecordBatch) -> Result<RecordBatch> {
-    let corrupt = |reason: String| StorageError::CorruptFile { path: meta.path.clone(), reason };
-    if batch.num_columns() != 4 {
-        return Err(corrupt(format!("expected 4 columns, read {}", batch.num_columns())));
-    }
-    let times = decode_times(meta, batch.column(0))?;
-    let values = decode_values(meta, batch.column(3))?;
-    for column in [batch.column(1), batch.column(2)] {
-        if column.data_type() != &DataType::Utf8 || column.null_count() > 0 {
-            return Err(corrupt(format!("name column has type {}", column.data_type())));
-        }
-    }
-    Ok(RecordBatch::try_new(
-        readings_schema(),
-        vec![
-            Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
-            batch.column(1).clone(),
-            batch.column(2).clone(),
-            Arc::new(Float64Array::from(values)),
-        ],
-    )?)
-}
-
 /// The `time` column of a data file as nanoseconds.
 pub(crate) fn decode_times(meta: &FileMeta, time_column: &ArrayRef) -> Result<Vec<i64>> {
     let unit_nanos = meta.time_unit.nanos();

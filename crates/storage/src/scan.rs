@@ -5,9 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::collections::VecDeque;
+
+use arrow_array::builder::StringBuilder;
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, TimestampNanosecondArray,
 };
+use arrow_buffer::ScalarBuffer;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{SeriesKey, TimeRange};
@@ -18,9 +22,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use crate::error::{Result, StorageError};
-use crate::file_format::{
-    decode_times, decode_values, readings_schema, to_readings_batch, DataFile,
-};
+use crate::file_format::{decode_times, decode_values, readings_schema, DataFile};
 use crate::manifest::Tombstone;
 use crate::memtable::{Memtable, SeriesPoints};
 use crate::object_reader::ObjectFileReader;
@@ -174,7 +176,13 @@ impl SourceSet {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let failure_tx = tx.clone();
         let producer = tokio::spawn(async move {
-            let mut sink = BatchSink { tx, projection: request.projection.clone(), open: true };
+            let mut sink = BatchSink {
+                tx,
+                projection: request.projection.clone(),
+                batch_rows: request.batch_rows.max(1),
+                builder: BatchBuilder::default(),
+                open: true,
+            };
             if let Err(error) = set.produce(&store, &request, &mut sink).await {
                 sink.send(Err(error)).await;
             }
@@ -226,7 +234,6 @@ impl SourceSet {
             }
         }
 
-        let mut builder = BatchBuilder::default();
         for (source_index, source) in self.sources.iter().enumerate() {
             if !sink.open {
                 return Ok(());
@@ -242,22 +249,20 @@ impl SourceSet {
                         .map(|(key, _)| (key, self.tombstones_for(source_index, key)))
                         .filter(|(_, t)| !t.is_empty())
                         .collect();
-                    let ranges: Vec<(u64, u64)> = wanted.iter().map(|(_, rows)| *rows).collect();
-                    let mut batches = read_file_rows(store, file, &ranges, batch_rows).await?;
-                    while let Some(batch) = batches.try_next().await? {
-                        if let Some(batch) = filter_batch(&batch, time, &tombstones)? {
-                            sink.send(Ok(batch)).await;
+                    let mut reader = FileSeriesReader::open(store, file, wanted, batch_rows)?;
+                    while let Some((key, mut points)) = reader.next().await? {
+                        points.retain_range(time);
+                        if let Some(ranges) = tombstones.get(&key) {
+                            apply_tombstones(&mut points, ranges);
                         }
+                        sink.push(&key, &points).await;
                     }
                 }
                 Source::Memtable { table, .. } => {
                     for key in &direct_memtable[source_index] {
                         let mut points = table.read_series(key, time)?;
                         apply_tombstones(&mut points, &self.tombstones_for(source_index, key));
-                        builder.push(key, &points);
-                        if builder.rows() >= batch_rows {
-                            sink.send(builder.take()).await;
-                        }
+                        sink.push(key, &points).await;
                     }
                 }
             }
@@ -267,14 +272,9 @@ impl SourceSet {
                 return Ok(());
             }
             let points = self.merged_series_points(store, &key, &placements, time).await?;
-            builder.push(&key, &points);
-            if builder.rows() >= batch_rows {
-                sink.send(builder.take()).await;
-            }
+            sink.push(&key, &points).await;
         }
-        if builder.rows() > 0 {
-            sink.send(builder.take()).await;
-        }
+        sink.flush().await;
         Ok(())
     }
 
@@ -290,7 +290,9 @@ impl SourceSet {
         // Placements are in source order, oldest first: later pushes win in sort_keep_last.
         for placement in placements {
             let mut points = match &self.sources[placement.source] {
-                Source::File(file) => read_file_series(store, file, placement.rows, time).await?,
+                Source::File(file) => {
+                    read_file_series(store, file, key, placement.rows, time).await?
+                }
                 Source::Memtable { table, .. } => table.read_series(key, time)?,
             };
             apply_tombstones(&mut points, &self.tombstones_for(placement.source, key));
@@ -329,15 +331,17 @@ impl SourceSet {
             let mut found: HashMap<SeriesKey, SeriesPoints> = HashMap::new();
             match source {
                 Source::File(file) => {
-                    let ranges: Vec<(u64, u64)> = file
+                    let rows: Vec<(SeriesKey, (u64, u64))> = file
                         .index
                         .iter()
                         .filter(|(key, _)| wanted.contains(key))
-                        .map(|(_, stats)| (stats.row_start, stats.rows))
+                        .map(|(key, stats)| (key.clone(), (stats.row_start, stats.rows)))
                         .collect();
-                    let mut batches = read_file_rows(store, file, &ranges, 64 * 1024).await?;
-                    while let Some(batch) = batches.try_next().await? {
-                        collect_batch(&batch, &mut found)?;
+                    let mut reader = FileSeriesReader::open(store, file, &rows, 64 * 1024)?;
+                    while let Some((key, points)) = reader.next().await? {
+                        let entry = found.entry(key).or_default();
+                        entry.times.extend_from_slice(&points.times);
+                        entry.values.extend_from_slice(&points.values);
                     }
                 }
                 Source::Memtable { table, .. } => {
@@ -401,92 +405,6 @@ pub(crate) fn apply_tombstones(points: &mut SeriesPoints, tombstones: &[TimeRang
     if !tombstones.is_empty() {
         points.retain(|t| !tombstones.iter().any(|range| range.contains(t)));
     }
-}
-
-/// Appends rows of a readings batch to per-series points (rows of a series are contiguous and
-/// in time order within one file).
-fn collect_batch(batch: &RecordBatch, out: &mut HashMap<SeriesKey, SeriesPoints>) -> Result<()> {
-    let (times, devices, metrics, values) = readings_columns(batch)?;
-    let mut current: Option<SeriesKey> = None;
-    for row in 0..batch.num_rows() {
-        let same = current.as_ref().is_some_and(|k| {
-            k.device_id() == devices.value(row) && k.metric() == metrics.value(row)
-        });
-        if !same {
-            let key = SeriesKey::new(devices.value(row), metrics.value(row)).map_err(|e| {
-                StorageError::CorruptFile { path: "(scan)".into(), reason: e.to_string() }
-            })?;
-            current = Some(key);
-        }
-        if let Some(key) = &current {
-            let entry = out.entry(key.clone()).or_default();
-            entry.times.push(times.value(row));
-            entry.values.push(values.value(row));
-        }
-    }
-    Ok(())
-}
-
-fn readings_columns(
-    batch: &RecordBatch,
-) -> Result<(&TimestampNanosecondArray, &StringArray, &StringArray, &Float64Array)> {
-    let bad = || StorageError::Task("batch is not in readings schema".to_string());
-    Ok((
-        batch.column(0).as_any().downcast_ref().ok_or_else(bad)?,
-        batch.column(1).as_any().downcast_ref().ok_or_else(bad)?,
-        batch.column(2).as_any().downcast_ref().ok_or_else(bad)?,
-        batch.column(3).as_any().downcast_ref().ok_or_else(bad)?,
-    ))
-}
-
-/// Keeps rows inside `time` and outside the tombstones of their series.
-fn filter_batch(
-    batch: &RecordBatch,
-    time: TimeRange,
-    tombstones: &HashMap<&SeriesKey, Vec<TimeRange>>,
-) -> Result<Option<RecordBatch>> {
-    let (times, devices, metrics, _) = readings_columns(batch)?;
-    let mut keep = Vec::with_capacity(batch.num_rows());
-    let mut all = true;
-    for row in 0..batch.num_rows() {
-        let t = times.value(row);
-        let mut ok = time.contains(t);
-        if ok && !tombstones.is_empty() {
-            let hidden = tombstones.iter().any(|(key, ranges)| {
-                key.device_id() == devices.value(row)
-                    && key.metric() == metrics.value(row)
-                    && ranges.iter().any(|r| r.contains(t))
-            });
-            ok = !hidden;
-        }
-        all &= ok;
-        keep.push(ok);
-    }
-    if all {
-        return Ok((batch.num_rows() > 0).then(|| batch.clone()));
-    }
-    let filtered = arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep))?;
-    Ok((filtered.num_rows() > 0).then_some(filtered))
-}
-
-/// Streams the given row ranges (sorted, disjoint) of a file as readings batches, reading
-/// only the row groups and pages they touch.
-pub(crate) async fn read_file_rows(
-    store: &Arc<dyn ObjectStore>,
-    file: &Arc<DataFile>,
-    ranges: &[(u64, u64)],
-    batch_rows: usize,
-) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-    let Some(stream) = file_rows_stream(store, file, ranges, batch_rows, None)? else {
-        return Ok(futures::stream::empty().boxed());
-    };
-    let file = file.clone();
-    Ok(stream
-        .map(move |batch| match batch {
-            Ok(batch) => to_readings_batch(&file.meta, &batch),
-            Err(e) => Err(StorageError::parquet(&file.meta.path, e)),
-        })
-        .boxed())
 }
 
 /// Times and values of a file's rows, in the order the rows were asked for.
@@ -595,27 +513,107 @@ fn file_rows_stream(
 async fn read_file_series(
     store: &Arc<dyn ObjectStore>,
     file: &Arc<DataFile>,
+    key: &SeriesKey,
     rows: (u64, u64),
     time: TimeRange,
 ) -> Result<SeriesPoints> {
     let mut points = SeriesPoints::with_capacity(rows.1 as usize);
-    let mut batches = read_file_rows(store, file, &[rows], 64 * 1024).await?;
-    while let Some(batch) = batches.try_next().await? {
-        let (times, _, _, values) = readings_columns(&batch)?;
-        points.times.extend_from_slice(times.values());
-        points.values.extend_from_slice(values.values());
+    let mut reader = FileSeriesReader::open(store, file, &[(key.clone(), rows)], 64 * 1024)?;
+    while let Some((_, piece)) = reader.next().await? {
+        points.times.extend_from_slice(&piece.times);
+        points.values.extend_from_slice(&piece.values);
     }
     points.retain_range(time);
     Ok(points)
 }
 
-/// Accumulates series points into readings batches.
+/// The points of several series' row ranges in one file, piece by piece. The file's index
+/// names the series of every row range, so only `time` and `value` are decoded.
+struct FileSeriesReader {
+    path: String,
+    batches: TimeValueStream,
+    /// Series still to come, with their unread row counts, in file order.
+    runs: VecDeque<(SeriesKey, usize)>,
+    /// The decoded batch being handed out, and how many of its rows are handed out already.
+    current: (Vec<i64>, Vec<f64>),
+    handed_out: usize,
+}
+
+impl FileSeriesReader {
+    /// `wanted`: each series with its row range `(start, count)` in the file; ranges must not
+    /// overlap. Series with no rows are skipped.
+    fn open(
+        store: &Arc<dyn ObjectStore>,
+        file: &Arc<DataFile>,
+        wanted: &[(SeriesKey, (u64, u64))],
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let mut wanted: Vec<&(SeriesKey, (u64, u64))> =
+            wanted.iter().filter(|(_, rows)| rows.1 > 0).collect();
+        wanted.sort_by_key(|(_, rows)| rows.0);
+        let ranges: Vec<(u64, u64)> = wanted.iter().map(|(_, rows)| *rows).collect();
+        Ok(FileSeriesReader {
+            path: file.meta.path.clone(),
+            batches: read_file_time_values(store, file, &ranges, batch_rows)?,
+            runs: wanted.iter().map(|(key, rows)| (key.clone(), rows.1 as usize)).collect(),
+            current: (Vec::new(), Vec::new()),
+            handed_out: 0,
+        })
+    }
+
+    /// The next piece: consecutive rows of one series (a series may come in several pieces).
+    async fn next(&mut self) -> Result<Option<(SeriesKey, SeriesPoints)>> {
+        loop {
+            let Some((key, unread)) = self.runs.front_mut() else {
+                return Ok(None);
+            };
+            let available = self.current.0.len() - self.handed_out;
+            if available == 0 {
+                match self.batches.try_next().await? {
+                    Some(batch) => {
+                        self.current = batch;
+                        self.handed_out = 0;
+                        continue;
+                    }
+                    None => {
+                        return Err(StorageError::CorruptFile {
+                            path: self.path.clone(),
+                            reason: format!("rows of {key} end early ({unread} missing)"),
+                        })
+                    }
+                }
+            }
+            let take = available.min(*unread);
+            let piece = if self.handed_out == 0 && take == self.current.0.len() {
+                // The whole batch is this series': hand it over without copying.
+                let (times, values) = std::mem::take(&mut self.current);
+                SeriesPoints { times, values }
+            } else {
+                let rows = self.handed_out..self.handed_out + take;
+                self.handed_out += take;
+                SeriesPoints {
+                    times: self.current.0[rows.clone()].to_vec(),
+                    values: self.current.1[rows].to_vec(),
+                }
+            };
+            *unread -= take;
+            let key = if *unread == 0 {
+                self.runs.pop_front().map(|(key, _)| key)
+            } else {
+                Some(key.clone())
+            };
+            return Ok(key.map(|key| (key, piece)));
+        }
+    }
+}
+
+/// Accumulates series points into readings batches, building only the columns asked for.
 #[derive(Default)]
 struct BatchBuilder {
     times: Vec<i64>,
     values: Vec<f64>,
-    devices: Vec<(Arc<str>, usize)>,
-    metrics: Vec<(Arc<str>, usize)>,
+    /// Runs of rows of one series, in row order.
+    series: Vec<(SeriesKey, usize)>,
 }
 
 impl BatchBuilder {
@@ -629,59 +627,83 @@ impl BatchBuilder {
         }
         self.times.extend_from_slice(&points.times);
         self.values.extend_from_slice(&points.values);
-        self.devices.push((key.device_id_arc().clone(), points.len()));
-        self.metrics.push((key.metric_arc().clone(), points.len()));
+        self.series.push((key.clone(), points.len()));
     }
 
-    fn take(&mut self) -> Result<RecordBatch> {
-        let repeat = |runs: &[(Arc<str>, usize)]| -> ArrayRef {
-            let rows: usize = runs.iter().map(|(_, n)| n).sum();
-            let bytes: usize = runs.iter().map(|(name, n)| name.len() * n).sum();
-            let mut builder = arrow_array::builder::StringBuilder::with_capacity(rows, bytes);
-            for (name, n) in runs {
+    /// The rows so far as a batch of [`readings_schema`]'s `projection` (all columns when
+    /// `None`); the builder is empty afterwards.
+    fn take(&mut self, projection: Option<&[usize]>) -> Result<RecordBatch> {
+        let rows = self.times.len();
+        // The buffers move into the arrays; a column asked for twice shares its buffer.
+        let times = ScalarBuffer::from(std::mem::take(&mut self.times));
+        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
+        let series = std::mem::take(&mut self.series);
+        let repeat = |name: fn(&SeriesKey) -> &str| -> ArrayRef {
+            let bytes: usize = series.iter().map(|(key, n)| name(key).len() * n).sum();
+            let mut builder = StringBuilder::with_capacity(rows, bytes);
+            for (key, n) in &series {
                 for _ in 0..*n {
-                    builder.append_value(name);
+                    builder.append_value(name(key));
                 }
             }
             Arc::new(builder.finish())
         };
-        let devices = repeat(&self.devices);
-        let metrics = repeat(&self.metrics);
-        self.devices.clear();
-        self.metrics.clear();
-        let batch = RecordBatch::try_new(
-            readings_schema(),
-            vec![
-                Arc::new(
-                    TimestampNanosecondArray::from(std::mem::take(&mut self.times))
-                        .with_timezone("UTC"),
-                ),
-                devices,
-                metrics,
-                Arc::new(Float64Array::from(std::mem::take(&mut self.values))),
-            ],
-        )?;
-        Ok(batch)
+        let all = [0, 1, 2, 3];
+        let columns = projection.unwrap_or(&all);
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|&column| -> ArrayRef {
+                match column {
+                    0 => Arc::new(
+                        TimestampNanosecondArray::new(times.clone(), None).with_timezone("UTC"),
+                    ),
+                    1 => repeat(SeriesKey::device_id),
+                    2 => repeat(SeriesKey::metric),
+                    _ => Arc::new(Float64Array::new(values.clone(), None)),
+                }
+            })
+            .collect();
+        let schema = match projection {
+            Some(projection) => Arc::new(readings_schema().project(projection)?),
+            None => readings_schema(),
+        };
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
     }
 }
 
+/// Where a scan's producer puts its rows: batches of about `batch_rows`, projected, into the
+/// channel the reader drains.
 struct BatchSink {
     tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>,
     projection: Option<Vec<usize>>,
+    batch_rows: usize,
+    builder: BatchBuilder,
+    /// False once the reader has dropped the stream: producing stops.
     open: bool,
 }
 
 impl BatchSink {
+    async fn push(&mut self, key: &SeriesKey, points: &SeriesPoints) {
+        self.builder.push(key, points);
+        if self.builder.rows() >= self.batch_rows {
+            self.flush().await;
+        }
+    }
+
+    /// Sends the rows held back so far.
+    async fn flush(&mut self) {
+        if self.builder.rows() > 0 {
+            let batch = self.builder.take(self.projection.as_deref());
+            self.send(batch).await;
+        }
+    }
+
     async fn send(&mut self, item: Result<RecordBatch>) {
         if !self.open {
             return;
         }
-        let item = match (item, &self.projection) {
-            (Ok(batch), Some(projection)) => batch.project(projection).map_err(StorageError::from),
-            (item, _) => item,
-        };
         if self.tx.send(item).await.is_err() {
-            // The consumer dropped the stream: stop producing.
             self.open = false;
         }
     }

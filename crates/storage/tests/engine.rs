@@ -2,6 +2,7 @@
 
 mod common;
 
+use arrow_array::{Float64Array, StringArray, TimestampNanosecondArray};
 use common::*;
 use minitrue_common::TimeRange;
 use minitrue_storage::{DeleteRequest, Engine, ScanRequest, SeriesFilter};
@@ -141,11 +142,31 @@ async fn scans_prune_by_series_time_and_project() {
     assert_eq!(rows, want);
 
     use futures::TryStreamExt;
-    let mut request = ScanRequest::new(filter, window);
+    let mut request = ScanRequest::new(filter.clone(), window);
     request.projection = Some(vec![3]);
     let batches: Vec<_> = engine.scan(request).unwrap().try_collect().await.unwrap();
     assert!(batches.iter().all(|b| b.num_columns() == 1 && b.schema().field(0).name() == "value"));
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 200);
+
+    // Columns in another order, and batches so small that a series' rows in a file are cut
+    // across batches: every value still sits beside its own device and time.
+    let mut request = ScanRequest::new(filter, window);
+    request.projection = Some(vec![3, 1, 0]);
+    request.batch_rows = 7;
+    let batches: Vec<_> = engine.scan(request).unwrap().try_collect().await.unwrap();
+    let mut reordered = std::collections::BTreeMap::new();
+    for batch in &batches {
+        let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["value", "device_id", "time"]);
+        let values = batch.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+        let devices = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let times = batch.column(2).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+        for row in 0..batch.num_rows() {
+            let key = (devices.value(row).to_string(), "humidity".to_string(), times.value(row));
+            reordered.insert(key, values.value(row).to_bits());
+        }
+    }
+    assert_eq!(reordered, want);
     let mut bad = ScanRequest::new(SeriesFilter::all(), TimeRange::ALL);
     bad.projection = Some(vec![7]);
     assert!(engine.scan(bad).is_err());
