@@ -89,15 +89,20 @@ export async function seriesQuery(query: SeriesQuery): Promise<SeriesAnswer> {
 
 export interface NodeStatus {
   node_id: string;
+  /** joining, active or leaving. */
   state: string;
+  /** The failure detector's view of the answering node. */
+  alive: boolean;
   addresses: Record<string, string>;
+  /** Fraction of the ring the node is primary for. */
   ring_share: number;
-  disk_bytes: number;
-  memtable_bytes: number;
-  points_written: number;
-  series: number;
-  files: number;
-  wal_bytes: number;
+  /** Storage figures: the answering node's own; null for the others. */
+  disk_bytes: number | null;
+  memtable_bytes: number | null;
+  points_written: number | null;
+  series: number | null;
+  files: number | null;
+  wal_bytes: number | null;
 }
 
 export interface ClusterStatus {

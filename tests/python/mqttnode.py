@@ -74,14 +74,14 @@ class Node:
         log = open(self.workdir / f"node-{self.starts}.log", "w")
         args = [MINITRUE_BIN, "serve", "--data-dir", str(self.workdir / "data"), "--pg-port", "0",
                 "--http-port", "0", "--ready-file", str(ready), *self.extra]
-        for port in ("--mqtt-port", "--flight-port"):
+        for port in ("--mqtt-port", "--flight-port", "--gossip-port"):
             if port not in self.extra:
                 args += [port, "0"]
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         wait_until("the node to be ready", lambda: ready.exists() or self.proc.poll() is not None, 120)
         assert self.proc.poll() is None, self.log()
         info = json.loads(ready.read_text())
-        self.ports = {k: int(v.rsplit(":", 1)[1]) for k, v in info.items() if k in ("postgres", "http", "mqtt", "flight")}
+        self.ports = {k: int(v.rsplit(":", 1)[1]) for k, v in info.items() if k in ("postgres", "http", "mqtt", "flight", "gossip")}
         return self
 
     def log(self):

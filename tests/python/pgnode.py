@@ -68,7 +68,7 @@ def running_node(data_dir, load=True, extra_args=()):
     ready = data_dir / "ready.json"
     log = open(data_dir / "node.log", "w")
     node = subprocess.Popen(
-        [MINITRUE_BIN, "serve", "--data-dir", str(data_dir / "data"), "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--ready-file", str(ready), *extra_args],
+        [MINITRUE_BIN, "serve", "--data-dir", str(data_dir / "data"), "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0", "--ready-file", str(ready), *extra_args],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:

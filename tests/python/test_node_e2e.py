@@ -30,7 +30,7 @@ def psql(port, sql):
 def test_mqtt_points_are_queryable_from_psql_and_survive_a_restart(tmp_path, broker):
     assert shutil.which("psql"), "psql is not installed (scripts/test.sh installs postgresql-client)"
     ready = tmp_path / "ready.json"
-    args = [MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "data"), "--pg-port", "0", "--http-port", "0", "--flight-port", "0",
+    args = [MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "data"), "--pg-port", "0", "--http-port", "0", "--flight-port", "0", "--gossip-port", "0",
             "--broker", f"mqtt://127.0.0.1:{broker}", "--ready-file", str(ready)]
     node = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

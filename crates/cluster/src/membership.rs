@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,20 +82,24 @@ impl FromStr for NodeState {
     }
 }
 
-/// Where a node's listeners are, as other nodes and clients reach them.
+/// Where a node's listeners are, as other nodes and clients reach them. A node that does not
+/// serve queries (`--mode ingest`) has no Postgres or Flight listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeAddresses {
     pub http: SocketAddr,
-    pub postgres: SocketAddr,
-    pub flight: SocketAddr,
+    pub postgres: Option<SocketAddr>,
+    pub flight: Option<SocketAddr>,
 }
 
 /// How to run gossip.
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
     pub node_id: NodeId,
-    /// The UDP address gossip binds and advertises (a concrete IP: peers send to it).
+    /// The UDP address gossip advertises (a concrete IP: peers send to it).
     pub gossip_address: SocketAddr,
+    /// The IP gossip binds, on the advertised port (e.g. `0.0.0.0` behind NAT); `None`: the
+    /// advertised IP.
+    pub listen_ip: Option<IpAddr>,
     /// `host:port` of nodes to gossip with first; the node's own address is skipped.
     pub seeds: Vec<String>,
     /// Nodes only gossip with nodes of the same cluster id.
@@ -113,6 +117,7 @@ impl MembershipConfig {
         MembershipConfig {
             node_id,
             gossip_address,
+            listen_ip: None,
             seeds: Vec::new(),
             cluster_id: "minitrue".to_string(),
             gossip_interval: Duration::from_millis(500),
@@ -174,7 +179,7 @@ impl Membership {
             chitchat_id: local.clone(),
             cluster_id: config.cluster_id.clone(),
             gossip_interval: config.gossip_interval,
-            listen_addr: address,
+            listen_addr: SocketAddr::new(config.listen_ip.unwrap_or(address.ip()), address.port()),
             seed_nodes: config.seeds.clone(),
             failure_detector_config: FailureDetectorConfig {
                 phi_threshold: config.phi_threshold,
@@ -192,12 +197,17 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let keys = vec![
+        let mut keys = vec![
             (KEY_STATE.to_string(), config.state.as_str().to_string()),
             (KEY_HTTP.to_string(), config.addresses.http.to_string()),
-            (KEY_POSTGRES.to_string(), config.addresses.postgres.to_string()),
-            (KEY_FLIGHT.to_string(), config.addresses.flight.to_string()),
         ];
+        for (key, address) in
+            [(KEY_POSTGRES, config.addresses.postgres), (KEY_FLIGHT, config.addresses.flight)]
+        {
+            if let Some(address) = address {
+                keys.push((key.to_string(), address.to_string()));
+            }
+        }
         let handle = spawn_chitchat(chitchat_config, keys, &UdpTransport)
             .await
             .map_err(|error| MembershipError::Start { address, reason: format!("{error:#}") })?;
@@ -242,13 +252,10 @@ impl Membership {
         chitchat.lock().await.self_node_state().set(KEY_STATE, state.as_str());
     }
 
-    /// Resolves at the next change of the live set or of a live node's keys (at most once
-    /// per gossip interval).
-    pub async fn changed(&mut self) {
-        if self.changes.changed().await.is_err() {
-            // Gossip stopped: nothing changes any more.
-            std::future::pending::<()>().await;
-        }
+    /// A receiver of change notices: each resolves at the next change of the live set or of
+    /// a live node's keys (at most once per gossip interval).
+    pub fn changes(&self) -> MembershipChanges {
+        MembershipChanges(self.changes.clone())
     }
 
     /// Stops gossiping. The others take this node for dead after the failure timeout; call
@@ -260,11 +267,25 @@ impl Membership {
     }
 }
 
+/// Notices of membership changes (see [`Membership::changes`]).
+pub struct MembershipChanges(watch::Receiver<BTreeMap<ChitchatId, GossipState>>);
+
+impl MembershipChanges {
+    /// Resolves at the next change; never, once gossip has stopped.
+    pub async fn next(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The addresses a node published; `None` until its HTTP address (always published) arrives.
 fn addresses_of(state: &GossipState) -> Option<NodeAddresses> {
+    let optional = |key| state.get(key).and_then(|text| text.parse().ok());
     Some(NodeAddresses {
         http: state.get(KEY_HTTP)?.parse().ok()?,
-        postgres: state.get(KEY_POSTGRES)?.parse().ok()?,
-        flight: state.get(KEY_FLIGHT)?.parse().ok()?,
+        postgres: optional(KEY_POSTGRES),
+        flight: optional(KEY_FLIGHT),
     })
 }
 
@@ -285,8 +306,8 @@ mod tests {
             gossip,
             NodeAddresses {
                 http: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(1))),
-                postgres: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(2))),
-                flight: SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(3))),
+                postgres: Some(SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(2)))),
+                flight: Some(SocketAddr::from(([127, 0, 0, 1], port.wrapping_add(3)))),
             },
         );
         config.seeds = seeds.iter().map(ToString::to_string).collect();
@@ -329,7 +350,7 @@ mod tests {
         let third_seen = seen.iter().find(|m| m.id.as_str() == "node3").expect("node3");
         assert_eq!(third_seen.gossip_address, c);
         assert_eq!(
-            third_seen.addresses.as_ref().map(|a| a.flight.port()),
+            third_seen.addresses.as_ref().and_then(|a| a.flight).map(|a| a.port()),
             Some(c.port().wrapping_add(3))
         );
 

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -62,6 +63,22 @@ pub struct ServeArgs {
     /// Seed nodes to join: host:gossip_port,…
     #[arg(long)]
     pub seeds: Option<String>,
+    /// The IP other nodes reach this one at (default: --listen; required when listening on
+    /// 0.0.0.0 or ::).
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
+    /// Nodes gossip only with nodes of the same cluster id (default `minitrue`).
+    #[arg(long = "cluster-id")]
+    pub cluster_id: Option<String>,
+    /// Copies of every series, primary included (default 3; capped at the cluster's size).
+    #[arg(long = "replication-factor")]
+    pub replication_factor: Option<usize>,
+    /// Gossip interval in milliseconds (default 500); failures are detected after about 20.
+    #[arg(long = "gossip-interval-ms")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Seconds a node may be dead before its ranges pass to the others (default 900).
+    #[arg(long = "dead-node-timeout")]
+    pub dead_node_timeout: Option<u64>,
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
     #[arg(long)]
     pub broker: Option<String>,
@@ -94,6 +111,11 @@ pub struct NodeConfig {
     pub gossip_port: u16,
     pub mqtt_port: u16,
     pub seeds: Vec<String>,
+    pub advertise_address: Option<IpAddr>,
+    pub cluster_id: String,
+    pub replication_factor: usize,
+    pub gossip_interval: Duration,
+    pub dead_node_timeout: Duration,
     pub broker: Option<String>,
     pub topic_templates: Vec<String>,
     /// Simulated sensors to run (0: none).
@@ -139,6 +161,13 @@ impl ServeArgs {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
+            advertise_address: layer!(advertise_address),
+            cluster_id: layer!(cluster_id).unwrap_or_else(|| "minitrue".to_string()),
+            replication_factor: layer!(replication_factor).unwrap_or(3).max(1),
+            gossip_interval: Duration::from_millis(
+                layer!(gossip_interval_ms).unwrap_or(500).max(10),
+            ),
+            dead_node_timeout: Duration::from_secs(layer!(dead_node_timeout).unwrap_or(900)),
             broker: layer!(broker),
             topic_templates: layer!(topic_template).unwrap_or_default(),
             simulate: layer!(simulate).unwrap_or(0),
@@ -181,6 +210,11 @@ impl ServeArgs {
             gossip_port: parsed(env, "MINITRUE_GOSSIP_PORT")?,
             mqtt_port: parsed(env, "MINITRUE_MQTT_PORT")?,
             seeds: env("MINITRUE_SEEDS"),
+            advertise_address: parsed(env, "MINITRUE_ADVERTISE_ADDRESS")?,
+            cluster_id: env("MINITRUE_CLUSTER_ID"),
+            replication_factor: parsed(env, "MINITRUE_REPLICATION_FACTOR")?,
+            gossip_interval_ms: parsed(env, "MINITRUE_GOSSIP_INTERVAL_MS")?,
+            dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
             broker: env("MINITRUE_BROKER"),
             topic_template: env("MINITRUE_TOPIC_TEMPLATE")
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).collect()),

@@ -4,12 +4,15 @@
 //! (everything acknowledged is flushed to Parquet before exit; a crash instead is covered by
 //! the WAL).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use minitrue_cluster::{
+    Membership, MembershipConfig, NodeAddresses, NodeId, TopologyConfig, TopologyWatch,
+};
 use minitrue_common::{MetricsRegistry, SeriesKey};
 use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
 use minitrue_ingest::mqtt::{
@@ -152,30 +155,18 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }
     }
 
-    // One SQL session for every query door (pgwire and HTTP), unless the node only ingests.
-    let session = if config.mode != Mode::Ingest {
-        Some(
-            minitrue_query::session_with_metrics(
-                engine.clone(),
-                minitrue_query::QueryOptions::default(),
-                metrics.clone(),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
-
-    // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`).
+    // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`)
+    // and gossip can publish them.
+    let serves_queries = config.mode != Mode::Ingest;
     let http = bind(&config, config.http_port, "http").await?;
     let http_address = http.local_addr()?;
-    let flight = match &session {
-        Some(_) => Some(bind(&config, config.flight_port, "flight").await?),
-        None => None,
+    let flight = match serves_queries {
+        true => Some(bind(&config, config.flight_port, "flight").await?),
+        false => None,
     };
-    let postgres = match &session {
-        Some(_) => Some(bind(&config, config.pg_port, "postgres").await?),
-        None => None,
+    let postgres = match serves_queries {
+        true => Some(bind(&config, config.pg_port, "postgres").await?),
+        false => None,
     };
     ready.insert("http".into(), http_address.to_string().into());
     if let Some(listener) = &flight {
@@ -184,7 +175,46 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(listener) = &postgres {
         ready.insert("postgres".into(), listener.local_addr()?.to_string().into());
     }
-    let addresses = ["http", "postgres", "flight", "mqtt"]
+
+    let advertised = advertised_ip(&config)?;
+    let published = |listener: &Option<TcpListener>| -> anyhow::Result<Option<SocketAddr>> {
+        Ok(match listener {
+            Some(listener) => Some(SocketAddr::new(advertised, listener.local_addr()?.port())),
+            None => None,
+        })
+    };
+    let node_addresses = NodeAddresses {
+        http: SocketAddr::new(advertised, http_address.port()),
+        postgres: published(&postgres)?,
+        flight: published(&flight)?,
+    };
+    let (topology, cluster, gossip_address) =
+        join_cluster(&config, advertised, node_addresses).await?;
+    ready.insert("gossip".into(), gossip_address.to_string().into());
+    println!(
+        "cluster: gossip on udp {gossip_address}{}",
+        match config.seeds.is_empty() {
+            true => " (no seeds: a cluster of one until others join)".to_string(),
+            false => format!(", seeds {}", config.seeds.join(",")),
+        }
+    );
+
+    // One SQL session for every query door (pgwire and HTTP), unless the node only ingests.
+    let session = if serves_queries {
+        let cluster_info: Arc<dyn minitrue_query::ClusterInfo> = Arc::new(topology.clone());
+        Some(
+            minitrue_query::session_in_cluster(
+                engine.clone(),
+                minitrue_query::QueryOptions::default(),
+                metrics.clone(),
+                Some(cluster_info),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let addresses = ["http", "postgres", "flight", "mqtt", "gossip"]
         .into_iter()
         .filter_map(|door| {
             ready.get(door).and_then(|a| a.as_str()).map(|a| (door.to_string(), a.to_string()))
@@ -245,8 +275,60 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.await;
     }
+    cluster.stop().await;
     engine.close().await.context("flushing the storage engine")?;
     Ok(())
+}
+
+/// The IP other nodes and clients reach this node at.
+fn advertised_ip(config: &NodeConfig) -> anyhow::Result<IpAddr> {
+    match config.advertise_address {
+        Some(ip) if ip.is_unspecified() => {
+            anyhow::bail!("--advertise-address {ip} is not an address others can reach")
+        }
+        Some(ip) => Ok(ip),
+        None if config.listen.is_unspecified() => anyhow::bail!(
+            "--listen {} binds every interface: give --advertise-address, the IP other nodes \
+             reach this one at",
+            config.listen
+        ),
+        None => Ok(config.listen),
+    }
+}
+
+/// Starts gossip (joining through the seeds, if any) and the topology that follows it.
+async fn join_cluster(
+    config: &NodeConfig,
+    advertised: IpAddr,
+    addresses: NodeAddresses,
+) -> anyhow::Result<(TopologyWatch, minitrue_cluster::Cluster, SocketAddr)> {
+    let port = match config.gossip_port {
+        0 => free_udp_port(config.listen)?,
+        port => port,
+    };
+    let gossip_address = SocketAddr::new(advertised, port);
+    let mut membership =
+        MembershipConfig::new(NodeId::new(config.node_id.as_str()), gossip_address, addresses);
+    membership.listen_ip = Some(config.listen);
+    membership.seeds = config.seeds.clone();
+    membership.cluster_id = config.cluster_id.clone();
+    membership.gossip_interval = config.gossip_interval;
+    let membership = Membership::start(membership)
+        .await
+        .with_context(|| format!("starting gossip on udp {gossip_address}"))?;
+    let topology = TopologyConfig {
+        replication_factor: config.replication_factor,
+        gone_after: config.dead_node_timeout,
+        ..TopologyConfig::default()
+    };
+    let (watch, cluster) = TopologyWatch::follow(membership, topology).await;
+    Ok((watch, cluster, gossip_address))
+}
+
+/// A UDP port free right now on `ip` (gossip binds it a moment later; `--gossip-port 0`).
+fn free_udp_port(ip: IpAddr) -> anyhow::Result<u16> {
+    let socket = std::net::UdpSocket::bind((ip, 0)).context("finding a free gossip port")?;
+    Ok(socket.local_addr()?.port())
 }
 
 async fn shutdown_signal() {

@@ -14,6 +14,7 @@
 //! [`kind`](QueryError::kind) that the servers map to SQLSTATE / HTTP / gRPC codes.
 
 pub mod aggregate;
+pub mod cluster;
 pub mod error;
 pub mod functions;
 mod guard;
@@ -36,6 +37,7 @@ use minitrue_common::MetricsRegistry;
 use minitrue_storage::Engine;
 
 pub use aggregate::{MiniTrueOptions, ReadingsAggregateExec};
+pub use cluster::{ClusterInfo, NodeInfo, RangeInfo};
 pub use error::{QueryError, Result};
 pub use guard::DeleteGuard;
 pub use pushdown::ScanBounds;
@@ -98,6 +100,17 @@ pub async fn session_with_metrics(
     options: QueryOptions,
     metrics: MetricsRegistry,
 ) -> Result<SessionContext> {
+    session_in_cluster(engine, options, metrics, None).await
+}
+
+/// Like [`session_with_metrics`], for a node in a cluster: `system.nodes` and `system.ring`
+/// show `cluster`'s view ([`cluster`]). Without a cluster those tables do not exist.
+pub async fn session_in_cluster(
+    engine: Arc<Engine>,
+    options: QueryOptions,
+    metrics: MetricsRegistry,
+    cluster: Option<Arc<dyn ClusterInfo>>,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(options.catalog.as_str(), "public")
         .with_create_default_catalog_and_schema(false)
@@ -124,12 +137,17 @@ pub async fn session_with_metrics(
         ("readings", readings as Arc<dyn TableProvider>),
         ("devices", devices.clone() as Arc<dyn TableProvider>),
     ]);
-    let system = BuiltinSchema::new([
+    let mut system_tables = vec![
         ("files", tables::files_table(&engine)? as Arc<dyn TableProvider>),
         ("storage", tables::storage_table(&engine)? as Arc<dyn TableProvider>),
         ("series", devices as Arc<dyn TableProvider>),
         ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
-    ]);
+    ];
+    if let Some(cluster) = cluster {
+        system_tables.push(("nodes", cluster::nodes_table(cluster.clone())?));
+        system_tables.push(("ring", cluster::ring_table(cluster)?));
+    }
+    let system = BuiltinSchema::new(system_tables);
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", Arc::new(public))?;
     catalog.register_schema("system", Arc::new(system))?;
@@ -187,7 +205,7 @@ struct BuiltinSchema {
 }
 
 impl BuiltinSchema {
-    fn new<const N: usize>(tables: [(&str, Arc<dyn TableProvider>); N]) -> Self {
+    fn new<'a>(tables: impl IntoIterator<Item = (&'a str, Arc<dyn TableProvider>)>) -> Self {
         BuiltinSchema {
             builtin: tables.into_iter().map(|(name, table)| (name.to_string(), table)).collect(),
             created: MemorySchemaProvider::new(),

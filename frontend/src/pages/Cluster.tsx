@@ -3,7 +3,8 @@
 import { useEffect, useRef, useState } from "react";
 import { ApiError, clusterStatus, ClusterStatus } from "../api";
 
-export function bytes(n: number): string {
+export function bytes(n: number | null): string {
+  if (n === null) return "—";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let value = n;
   let unit = 0;
@@ -27,13 +28,17 @@ export function ClusterPage() {
       clusterStatus()
         .then((answer) => {
           const at = Date.now();
-          const written = new Map(answer.nodes.map((n) => [n.node_id, n.points_written]));
+          const written = new Map(
+            answer.nodes.filter((n) => n.points_written !== null).map((n) => [n.node_id, n.points_written as number]),
+          );
           const before = previous.current;
           if (before) {
             const seconds = (at - before.at) / 1000;
             setRates(
               new Map(
-                answer.nodes.map((n) => [n.node_id, Math.max(0, (n.points_written - (before.written.get(n.node_id) ?? n.points_written)) / seconds)]),
+                answer.nodes
+                  .filter((n) => n.points_written !== null && before.written.has(n.node_id))
+                  .map((n) => [n.node_id, Math.max(0, ((n.points_written as number) - before.written.get(n.node_id)!) / seconds)]),
               ),
             );
           }
@@ -73,20 +78,18 @@ export function ClusterPage() {
                   {n.node_id}
                   {n.node_id === status.node_id ? " (this node)" : ""}
                 </td>
-                <td>{n.state}</td>
+                <td>{n.alive === false ? `${n.state}, down` : n.state}</td>
                 <td className="addresses">
                   {Object.entries(n.addresses)
                     .map(([door, address]) => `${door} ${address}`)
                     .join(", ")}
                 </td>
                 <td>{(n.ring_share * 100).toFixed(1)} %</td>
-                <td>{n.series}</td>
-                <td>
-                  {bytes(n.disk_bytes)} in {n.files} files
-                </td>
+                <td>{n.series ?? "—"}</td>
+                <td>{n.disk_bytes === null ? "—" : `${bytes(n.disk_bytes)} in ${n.files} files`}</td>
                 <td>{bytes(n.memtable_bytes)}</td>
                 <td>{bytes(n.wal_bytes)}</td>
-                <td data-testid="ingest-rate">{rates.has(n.node_id) ? `${rates.get(n.node_id)!.toFixed(0)} points/s` : "…"}</td>
+                <td data-testid="ingest-rate">{n.points_written === null ? "—" : rates.has(n.node_id) ? `${rates.get(n.node_id)!.toFixed(0)} points/s` : "…"}</td>
               </tr>
             ))}
           </tbody>

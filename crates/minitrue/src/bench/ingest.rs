@@ -640,7 +640,7 @@ fn measure_http_minitrue(
     let child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .args(["--node-id", "bench", "--mode", "ingest"])
-        .args(["--http-port", "0", "--pg-port", "0", "--mqtt-port", "0"])
+        .args(["--http-port", "0", "--pg-port", "0", "--mqtt-port", "0", "--gossip-port", "0"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--ready-file")

@@ -1,9 +1,11 @@
 //! `GET /api/v1/cluster`: the nodes as this node sees them, for the web UI's cluster page:
-//! `{"node_id","nodes":[{"node_id","state","addresses":{door: address},"ring_share",
+//! `{"node_id","nodes":[{"node_id","state","alive","addresses":{door: address},"ring_share",
 //! "disk_bytes","files","memtable_bytes","wal_bytes","points_written","series"}]}`.
 //!
-//! A single node owns the whole ring. Storage figures come from `system.storage`, so the
-//! page shows what SQL shows.
+//! The nodes come from `system.nodes` (gossip) when the session has it; without it this node
+//! owns the whole ring. `ring_share` is the fraction of the ring a node is primary for.
+//! Storage figures come from `system.storage`, so the page shows what SQL shows; they are
+//! this node's only, null for the others.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
 use serde_json::{json, Value};
 
 use super::{ApiError, HttpState};
@@ -57,14 +59,62 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
             .map_or(0, |values| values.value(0))
     };
     let identity = state.node.clone().unwrap_or_default();
-    let mut node = json!({
+    let mut local = json!({
         "node_id": identity.node_id,
         "state": "active",
+        "alive": true,
         "addresses": identity.addresses,
         "ring_share": 1.0,
     });
     for (column, (name, _)) in STORAGE_FIGURES.iter().enumerate() {
-        node[*name] = json!(figure(column));
+        local[*name] = json!(figure(column));
     }
-    Ok(Json(json!({ "node_id": identity.node_id, "nodes": [node] })))
+    if !session.table_exist("system.nodes").map_err(internal)? {
+        // Not in a cluster: this node owns the whole ring.
+        return Ok(Json(json!({ "node_id": identity.node_id, "nodes": [local] })));
+    }
+
+    // In a cluster: every node from gossip; the storage figures are this node's only (the
+    // others' are null: each node's own page shows its own).
+    let sql = "SELECT node_id, state, alive, local, primary_share, http_address, \
+               postgres_address, flight_address FROM system.nodes ORDER BY node_id";
+    let batches = session.sql(sql).await.map_err(internal)?.collect().await.map_err(internal)?;
+    let mut nodes = Vec::new();
+    for batch in &batches {
+        let text = |column: usize| batch.column(column).as_any().downcast_ref::<StringArray>();
+        let flag = |column: usize| batch.column(column).as_any().downcast_ref::<BooleanArray>();
+        let share = batch.column(4).as_any().downcast_ref::<Float64Array>();
+        let (Some(ids), Some(states), Some(alive), Some(is_local), Some(share)) =
+            (text(0), text(1), flag(2), flag(3), share)
+        else {
+            return Err(internal(datafusion::error::DataFusionError::Internal(
+                "system.nodes has unexpected column types".to_string(),
+            )));
+        };
+        for row in 0..batch.num_rows() {
+            fn value(column: &StringArray, row: usize) -> Option<&str> {
+                column.is_valid(row).then(|| column.value(row))
+            }
+            let mut node = if is_local.value(row) {
+                local.clone()
+            } else {
+                let mut addresses = BTreeMap::new();
+                for (door, column) in [("http", 5), ("postgres", 6), ("flight", 7)] {
+                    if let Some(address) = text(column).and_then(|c| value(c, row)) {
+                        addresses.insert(door, address);
+                    }
+                }
+                let mut node = json!({ "node_id": ids.value(row), "addresses": addresses });
+                for (name, _) in STORAGE_FIGURES {
+                    node[name] = Value::Null;
+                }
+                node
+            };
+            node["state"] = json!(value(states, row).unwrap_or("unknown"));
+            node["alive"] = json!(alive.value(row));
+            node["ring_share"] = json!(share.value(row));
+            nodes.push(node);
+        }
+    }
+    Ok(Json(json!({ "node_id": identity.node_id, "nodes": nodes })))
 }

@@ -1,0 +1,337 @@
+//! Topology: the members and the ring as this node sees them right now.
+//!
+//! A background task turns gossip into a [`Topology`] snapshot whenever membership changes
+//! and once a second (so a node's time down is noticed without a gossip event). Readers take
+//! the latest snapshot without waiting ([`TopologyWatch::current`]); the write path and the
+//! query planner read it for every request.
+//!
+//! Which nodes are in the ring: nodes whose state is `active` or `leaving`, alive or
+//! briefly dead. A dead node stays in the ring (its writes become hints) until it has been
+//! dead for [`TopologyConfig::gone_after`]; then it is treated as gone and its ranges pass to
+//! the next nodes on the ring, which re-replicate them. A `joining` node is not in the ring
+//! until it turns `active`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+
+use crate::membership::{Member, Membership, NodeAddresses, NodeState};
+use crate::ring::{NodeId, Ring};
+
+/// How the ring is formed from the members.
+#[derive(Debug, Clone)]
+pub struct TopologyConfig {
+    pub virtual_nodes: u32,
+    /// Owners per series (primary + replicas), capped at the ring's node count.
+    pub replication_factor: usize,
+    /// How long a node may be dead before its ranges pass to the others.
+    pub gone_after: Duration,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            virtual_nodes: crate::ring::DEFAULT_VIRTUAL_NODES,
+            replication_factor: 3,
+            gone_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// One member with what the topology adds: how long it has been down, whether it is in the
+/// ring.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub member: Member,
+    /// How long this node has seen it dead; `None` while alive.
+    pub down_for: Option<Duration>,
+    /// Whether its ranges are counted in the ring.
+    pub in_ring: bool,
+}
+
+/// A snapshot of the cluster as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub local: NodeId,
+    /// Every known node, sorted by id, this node included.
+    pub members: Vec<MemberStatus>,
+    pub ring: Arc<Ring>,
+}
+
+impl Topology {
+    /// The topology of a node that has heard of no one yet: itself, owning everything.
+    pub fn single(local: NodeId, config: &TopologyConfig) -> Topology {
+        let ring = Ring::new([local.clone()], config.virtual_nodes, config.replication_factor);
+        Topology { local, members: Vec::new(), ring: Arc::new(ring) }
+    }
+
+    pub fn member(&self, node: &NodeId) -> Option<&MemberStatus> {
+        self.members.iter().find(|status| &status.member.id == node)
+    }
+
+    /// Whether `node` is known and alive.
+    pub fn is_alive(&self, node: &NodeId) -> bool {
+        self.member(node).is_some_and(|status| status.member.alive)
+    }
+}
+
+/// Turns members into a topology, remembering since when each dead node has been dead.
+struct TopologyBuilder {
+    config: TopologyConfig,
+    local: NodeId,
+    dead_since: HashMap<NodeId, Instant>,
+    /// The ring's node set of the last snapshot, so an unchanged set keeps its ring.
+    last_ring: Arc<Ring>,
+}
+
+impl TopologyBuilder {
+    fn build(&mut self, members: Vec<Member>, now: Instant) -> Topology {
+        self.dead_since.retain(|node, _| members.iter().any(|m| &m.id == node && !m.alive));
+        let mut statuses = Vec::with_capacity(members.len());
+        for member in members {
+            let down_for = if member.alive {
+                None
+            } else {
+                let since = *self.dead_since.entry(member.id.clone()).or_insert(now);
+                Some(now.saturating_duration_since(since))
+            };
+            let owns_ranges =
+                matches!(member.state, Some(NodeState::Active) | Some(NodeState::Leaving));
+            let gone = down_for.is_some_and(|down| down >= self.config.gone_after);
+            // The node itself is always in its own ring unless it is joining: it must own
+            // something to take writes at all while alone.
+            let in_ring = (owns_ranges && !gone)
+                || (member.local && member.state != Some(NodeState::Joining));
+            statuses.push(MemberStatus { member, down_for, in_ring });
+        }
+        let ring_nodes: Vec<NodeId> =
+            statuses.iter().filter(|s| s.in_ring).map(|s| s.member.id.clone()).collect();
+        if ring_nodes.as_slice() != self.last_ring.nodes() {
+            self.last_ring = Arc::new(Ring::new(
+                ring_nodes,
+                self.config.virtual_nodes,
+                self.config.replication_factor,
+            ));
+        }
+        Topology { local: self.local.clone(), members: statuses, ring: self.last_ring.clone() }
+    }
+}
+
+/// The latest [`Topology`], kept current by a background task.
+#[derive(Clone)]
+pub struct TopologyWatch {
+    latest: watch::Receiver<Arc<Topology>>,
+}
+
+impl TopologyWatch {
+    /// Starts the task that follows `membership`. The first snapshot is taken before this
+    /// returns. The task ends when `membership` is stopped through the returned handle.
+    pub async fn follow(
+        membership: Membership,
+        config: TopologyConfig,
+    ) -> (TopologyWatch, Cluster) {
+        let local = membership.node_id();
+        let mut builder = TopologyBuilder {
+            last_ring: Topology::single(local.clone(), &config).ring,
+            config,
+            local,
+            dead_since: HashMap::new(),
+        };
+        let first = builder.build(membership.members().await, Instant::now());
+        let (publish, latest) = watch::channel(Arc::new(first));
+        let mut changes = membership.changes();
+        let membership = Arc::new(membership);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn({
+            let membership = membership.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = changes.next() => {}
+                        _ = tick.tick() => {}
+                        _ = stop_rx.changed() => return,
+                    }
+                    let topology = builder.build(membership.members().await, Instant::now());
+                    publish.send_replace(Arc::new(topology));
+                }
+            }
+        });
+        (TopologyWatch { latest }, Cluster { membership, stop: stop_tx, task })
+    }
+
+    /// The latest snapshot (cheap: a pointer copy).
+    pub fn current(&self) -> Arc<Topology> {
+        self.latest.borrow().clone()
+    }
+
+    /// Waits until a snapshot satisfies `done`, or `timeout` passes; returns the last one.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Topology) -> bool,
+    ) -> Arc<Topology> {
+        let mut latest = self.latest.clone();
+        let _ = tokio::time::timeout(timeout, latest.wait_for(|t| done(t))).await;
+        self.current()
+    }
+}
+
+/// The running membership behind a [`TopologyWatch`]: change this node's state, or stop.
+pub struct Cluster {
+    membership: Arc<Membership>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Announces a new state of this node (e.g. `leaving` before a decommission).
+    pub async fn set_state(&self, state: NodeState) {
+        self.membership.set_state(state).await;
+    }
+
+    /// Stops following gossip and stops gossiping.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        match Arc::try_unwrap(self.membership) {
+            Ok(membership) => membership.stop().await,
+            Err(_) => {
+                tracing::warn!("membership still shared at stop; gossip ends with the process")
+            }
+        }
+    }
+}
+
+/// `system.nodes` and `system.ring` read the latest snapshot.
+impl minitrue_query::ClusterInfo for TopologyWatch {
+    fn nodes(&self) -> Vec<minitrue_query::NodeInfo> {
+        let topology = self.current();
+        topology
+            .members
+            .iter()
+            .map(|status| {
+                let member = &status.member;
+                let (primary_share, replica_share) = topology.ring.share(&member.id);
+                let address = |pick: fn(&NodeAddresses) -> Option<SocketAddr>| {
+                    member.addresses.as_ref().and_then(pick).map(|a| a.to_string())
+                };
+                minitrue_query::NodeInfo {
+                    node_id: member.id.as_str().to_string(),
+                    state: member.state.map(|s| s.as_str().to_string()),
+                    alive: member.alive,
+                    local: member.local,
+                    in_ring: status.in_ring,
+                    down_seconds: status.down_for.map(|d| d.as_secs_f64()),
+                    started_micros: i64::try_from(member.generation).unwrap_or(i64::MAX),
+                    gossip_address: member.gossip_address.to_string(),
+                    http_address: address(|a| Some(a.http)),
+                    postgres_address: address(|a| a.postgres),
+                    flight_address: address(|a| a.flight),
+                    primary_share,
+                    replica_share,
+                }
+            })
+            .collect()
+    }
+
+    fn ring(&self) -> Vec<minitrue_query::RangeInfo> {
+        self.current()
+            .ring
+            .ranges()
+            .map(|range| minitrue_query::RangeInfo {
+                start: range.start,
+                end: range.end,
+                owners: range.owners.iter().map(|node| node.as_str().to_string()).collect(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, state: NodeState, alive: bool, local: bool) -> Member {
+        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Member {
+            id: NodeId::new(name),
+            generation: 1,
+            gossip_address: address,
+            state: Some(state),
+            addresses: Some(NodeAddresses {
+                http: address,
+                postgres: Some(address),
+                flight: Some(address),
+            }),
+            alive,
+            local,
+        }
+    }
+
+    fn builder(gone_after: Duration) -> TopologyBuilder {
+        let config = TopologyConfig { gone_after, ..TopologyConfig::default() };
+        TopologyBuilder {
+            last_ring: Topology::single(NodeId::new("a"), &config).ring,
+            config,
+            local: NodeId::new("a"),
+            dead_since: HashMap::new(),
+        }
+    }
+
+    fn ring_nodes(topology: &Topology) -> Vec<&str> {
+        topology.ring.nodes().iter().map(NodeId::as_str).collect()
+    }
+
+    #[test]
+    fn dead_nodes_stay_in_the_ring_until_gone() {
+        let mut builder = builder(Duration::from_secs(60));
+        let start = Instant::now();
+        let members = |c_alive| {
+            vec![
+                member("a", NodeState::Active, true, true),
+                member("b", NodeState::Active, true, false),
+                member("c", NodeState::Active, c_alive, false),
+            ]
+        };
+        let all_up = builder.build(members(true), start);
+        assert_eq!(ring_nodes(&all_up), ["a", "b", "c"]);
+
+        let briefly_down = builder.build(members(false), start + Duration::from_secs(1));
+        assert_eq!(ring_nodes(&briefly_down), ["a", "b", "c"], "down, not gone");
+        assert!(Arc::ptr_eq(&all_up.ring, &briefly_down.ring), "the same ring is kept");
+        let still_down = builder.build(members(false), start + Duration::from_secs(30));
+        assert_eq!(
+            still_down.member(&NodeId::new("c")).unwrap().down_for,
+            Some(Duration::from_secs(29))
+        );
+
+        let gone = builder.build(members(false), start + Duration::from_secs(62));
+        assert_eq!(ring_nodes(&gone), ["a", "b"], "gone after a minute down");
+
+        let back = builder.build(members(true), start + Duration::from_secs(63));
+        assert_eq!(ring_nodes(&back), ["a", "b", "c"]);
+        let down_again = builder.build(members(false), start + Duration::from_secs(64));
+        assert_eq!(ring_nodes(&down_again), ["a", "b", "c"], "the down time starts over");
+    }
+
+    #[test]
+    fn joining_nodes_own_nothing_leaving_ones_still_do() {
+        let mut builder = builder(Duration::from_secs(60));
+        let topology = builder.build(
+            vec![
+                member("a", NodeState::Active, true, true),
+                member("b", NodeState::Joining, true, false),
+                member("c", NodeState::Leaving, true, false),
+            ],
+            Instant::now(),
+        );
+        assert_eq!(ring_nodes(&topology), ["a", "c"]);
+        assert!(topology.is_alive(&NodeId::new("b")));
+    }
+}

@@ -1,0 +1,114 @@
+"""Cluster membership with real processes on 127.0.0.1: three nodes join through one seed and
+each shows the same cluster (`system.nodes`, `system.ring`, `GET /api/v1/cluster`); a node
+killed with SIGKILL is seen dead, stays in the ring until `--dead-node-timeout`, then leaves
+it; restarted, it is back in the ring under a new generation."""
+import json
+import time
+
+from mqttnode import Node, wait_until
+
+NAMES = ["node1", "node2", "node3"]
+# Gossip every 100 ms: failures are detected in about 2 s instead of 10.
+FAST_GOSSIP = ("--gossip-interval-ms", "100")
+
+
+def start_cluster(nodes, tmp_path, *extra):
+    """Starts node1, then node2 and node3 with node1 as their seed, appending each to `nodes`
+    as it starts (so the caller stops whatever did start)."""
+    nodes.append(Node(tmp_path / "node1", "--node-id", "node1", *FAST_GOSSIP, *extra).start())
+    seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
+    for name in NAMES[1:]:
+        nodes.append(Node(tmp_path / name, "--node-id", name, *seeds, *FAST_GOSSIP, *extra).start())
+
+
+def started(node, name):
+    """When `name`'s current run started, as `node` sees it (seconds since 1970)."""
+    return float(node.scalar(f"SELECT extract(epoch FROM started) FROM system.nodes WHERE node_id = '{name}'"))
+
+
+def view(node):
+    """node_id -> [state, alive, in_ring] as `node` sees the cluster."""
+    rows = node.sql("SELECT node_id, state, alive, in_ring FROM system.nodes ORDER BY node_id")
+    return {row[0]: row[1:] for row in rows}
+
+
+def all_serving(node):
+    return view(node) == {name: ["active", "t", "t"] for name in NAMES}
+
+
+def test_three_nodes_share_one_view_of_members_and_ring(tmp_path):
+    nodes = []
+    try:
+        start_cluster(nodes, tmp_path, "--replication-factor", "2", "--dead-node-timeout", "8")
+        for node in nodes:
+            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
+
+        # Every node computes the same ring: 150 tokens per node, two distinct owners each.
+        ring_sql = "SELECT range_start, range_end, replica, node_id FROM system.ring ORDER BY range_end, replica"
+        rings = [node.sql(ring_sql) for node in nodes]
+        assert rings[0] == rings[1] == rings[2]
+        assert len(rings[0]) == 3 * 150 * 2
+        owners = {}
+        for start, end, replica, owner in rings[0]:
+            owners.setdefault(end, []).append(owner)
+        assert len(owners) == 450 and all(len(set(o)) == 2 for o in owners.values())
+        primary, replica = nodes[0].sql("SELECT sum(primary_share), sum(replica_share) FROM system.nodes")[0]
+        assert abs(float(primary) - 1) < 1e-9 and abs(float(replica) - 2) < 1e-9
+
+        # Each node publishes the addresses it really listens on.
+        for node, name in zip(nodes, NAMES):
+            row = nodes[1].sql(
+                "SELECT http_address, postgres_address, flight_address, gossip_address, local "
+                f"FROM system.nodes WHERE node_id = '{name}'"
+            )[0]
+            want = [f"127.0.0.1:{node.ports[door]}" for door in ("http", "postgres", "flight", "gossip")]
+            assert row == [*want, "t" if node is nodes[1] else "f"], (name, row)
+
+        status, body = nodes[2].http("GET", "/api/v1/cluster")
+        assert status == 200, body
+        page = json.loads(body)
+        assert page["node_id"] == "node3"
+        assert [n["node_id"] for n in page["nodes"]] == NAMES
+        for entry in page["nodes"]:
+            assert entry["state"] == "active" and entry["alive"] is True
+            assert entry["addresses"]["postgres"].startswith("127.0.0.1:")
+            # Storage figures are the answering node's own; null for the others.
+            assert (entry["points_written"] is None) == (entry["node_id"] != "node3"), entry
+        assert abs(sum(n["ring_share"] for n in page["nodes"]) - 1) < 1e-9
+
+        # SIGKILL: seen dead, still in the ring (its writes would become hints) …
+        first_run = started(nodes[0], "node3")
+        nodes[2].kill()
+        wait_until("node3 seen dead", lambda: view(nodes[0])["node3"][1] == "f", 30)
+        state, alive, in_ring = view(nodes[0])["node3"]
+        assert (state, alive, in_ring) == ("active", "f", "t")
+        assert float(nodes[0].scalar("SELECT down_seconds FROM system.nodes WHERE node_id = 'node3'")) >= 0
+        # … until it has been dead for --dead-node-timeout: then the others own its ranges.
+        wait_until("node3 out of the ring", lambda: view(nodes[0])["node3"][2] == "f", 60)
+        assert nodes[0].sql("SELECT DISTINCT node_id FROM system.ring ORDER BY node_id") == [["node1"], ["node2"]]
+        assert nodes[0].scalar("SELECT count(*) FROM system.ring") == str(2 * 150 * 2)
+
+        # Restarted, it is back under a new generation (its start time), seen once.
+        nodes[2].start()
+        for node in nodes:
+            wait_until("node3 back in every view", lambda: all_serving(node), 60)
+        assert started(nodes[0], "node3") > first_run
+        assert nodes[0].scalar("SELECT count(DISTINCT node_id) FROM system.ring") == "3"
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_nodes_of_another_cluster_id_stay_apart(tmp_path):
+    first = Node(tmp_path / "a", "--node-id", "a", "--cluster-id", "east", *FAST_GOSSIP).start()
+    other = None
+    try:
+        seeds = ("--seeds", f"127.0.0.1:{first.ports['gossip']}")
+        other = Node(tmp_path / "b", "--node-id", "b", "--cluster-id", "west", *seeds, *FAST_GOSSIP).start()
+        # Give gossip many rounds to (wrongly) merge them.
+        time.sleep(2)
+        assert list(view(first)) == ["a"] and list(view(other)) == ["b"]
+    finally:
+        first.stop()
+        if other:
+            other.stop()
