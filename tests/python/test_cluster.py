@@ -1,11 +1,18 @@
-"""Cluster membership with real processes on 127.0.0.1: three nodes join through one seed and
-each shows the same cluster (`system.nodes`, `system.ring`, `GET /api/v1/cluster`); a node
-killed with SIGKILL is seen dead, stays in the ring until `--dead-node-timeout`, then leaves
-it; restarted, it is back in the ring under a new generation."""
+"""The cluster with real processes on 127.0.0.1.
+
+Membership: three nodes join through one seed and each shows the same cluster
+(`system.nodes`, `system.ring`, `GET /api/v1/cluster`); a node killed with SIGKILL is seen
+dead, stays in the ring until `--dead-node-timeout`, then leaves it; restarted, it is back in
+the ring under a new generation.
+
+Writes: a point written through any node lands on exactly the owners of its series; with an
+owner down it waits as a hint and reaches the owner when it is back; a write that cannot reach
+its quorum is refused (HTTP 503, SQL error) instead of being acknowledged."""
 import json
 import time
 
 from mqttnode import Node, wait_until
+from pgnode import psql
 
 NAMES = ["node1", "node2", "node3"]
 # Gossip every 100 ms: failures are detected in about 2 s instead of 10.
@@ -112,3 +119,83 @@ def test_nodes_of_another_cluster_id_stay_apart(tmp_path):
         first.stop()
         if other:
             other.stop()
+
+
+T0 = 1_700_000_000
+SERIES = [(f"sensor_{d:02}", metric) for d in range(12) for metric in ("temperature", "humidity")]
+
+
+def write_points(node, first, count):
+    """`count` points per series at T0 + first … through `node`'s HTTP door; returns the status."""
+    points = [
+        {"device_id": device, "metric_name": metric, "timestamp": T0 + first + k, "value": first + k}
+        for device, metric in SERIES
+        for k in range(count)
+    ]
+    status, body = node.http("POST", "/api/v1/write", json.dumps(points).encode(), {"Content-Type": "application/json"})
+    return status, body
+
+
+def holdings(node):
+    """(device, metric) -> point count that `node` stores itself."""
+    rows = node.sql("SELECT device_id, metric, count(*) FROM readings GROUP BY device_id, metric")
+    return {(d, m): int(n) for d, m, n in rows}
+
+
+def test_writes_reach_every_owner_and_missed_ones_wait_as_hints(tmp_path):
+    nodes = []
+    try:
+        start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "1")
+        for node in nodes:
+            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
+
+        # Written through node1, each series lands on exactly its two owners, whole.
+        assert write_points(nodes[0], 0, 10)[0] == 204
+        held = [holdings(node) for node in nodes]
+        for series in SERIES:
+            counts = [h.get(series, 0) for h in held]
+            assert sorted(counts) == [0, 10, 10], (series, counts)
+        # Every node took a share (24 series over 3 nodes, 2 copies each).
+        assert all(len(h) > 0 for h in held), [len(h) for h in held]
+
+        # node3 down: writes through node2 still succeed (quorum 1) and node3's share waits.
+        nodes[2].kill()
+        wait_until("node3 seen dead by node2", lambda: view(nodes[1])["node3"][1] == "f", 30)
+        assert write_points(nodes[1], 10, 5)[0] == 204
+        assert nodes[1].metric("minitrue_cluster_hints_stored_total") > 0
+
+        # Back: the hints are delivered, and every owner holds every point.
+        nodes[2].start()
+        for node in nodes:
+            wait_until("node3 back", lambda: all_serving(node), 60)
+
+        def complete():
+            held = [holdings(node) for node in nodes]
+            return all(sorted(h.get(s, 0) for h in held) == [0, 15, 15] for s in SERIES)
+
+        wait_until("hints delivered to node3", complete, 60)
+        assert nodes[1].metric("minitrue_cluster_hints_delivered_total") > 0
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_write_that_misses_its_quorum_is_refused(tmp_path):
+    nodes = []
+    try:
+        start_cluster(nodes, tmp_path, "--replication-factor", "3", "--write-quorum", "3")
+        for node in nodes:
+            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
+        assert write_points(nodes[0], 0, 2)[0] == 204
+        nodes[2].kill()
+        wait_until("node3 seen dead", lambda: view(nodes[0])["node3"][1] == "f", 30)
+        status, body = write_points(nodes[0], 2, 2)
+        assert status == 503, (status, body)
+        assert b"quorum" in body
+        # SQL INSERT goes through the same path and fails the same way.
+        out = psql(nodes[0].ports["postgres"], "-c", "INSERT INTO readings VALUES (now(), 'sensor_00', 'temperature', 1.0)", check=False)
+        assert out.returncode != 0 and "quorum" in out.stderr, out.stderr
+        assert nodes[0].metric("minitrue_cluster_quorum_failures_total") >= 2
+    finally:
+        for node in nodes:
+            node.stop()

@@ -3,14 +3,22 @@
 //! - [`membership`]: gossip (chitchat): who is in the cluster, where, and alive or not.
 //! - [`ring`]: the consistent-hash ring that says which nodes own a series.
 //! - [`topology`]: the members and the ring as this node sees them now, kept current.
+//! - [`replicate`]: writes go to every owner of their series, with a write quorum; missed
+//!   writes wait as [`hints`] until their owner is back. Peers talk Arrow Flight ([`peer`]).
 
+pub mod hints;
 pub mod membership;
+pub mod peer;
+pub mod replicate;
 pub mod ring;
 pub mod topology;
 
+pub use hints::{HintError, HintStore};
 pub use membership::{
     Member, Membership, MembershipChanges, MembershipConfig, MembershipError, NodeAddresses,
     NodeState,
 };
+pub use peer::{PeerError, ReplicaWrite, REPLICA_WRITE_PATH};
+pub use replicate::{ReplicationConfig, ReplicationError, Replicator};
 pub use ring::{series_token, NodeId, Ring, Token, TokenRange, DEFAULT_VIRTUAL_NODES};
 pub use topology::{Cluster, MemberStatus, Topology, TopologyConfig, TopologyWatch};

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Copies of every series, primary included (default 3; capped at the cluster's size).
     #[arg(long = "replication-factor")]
     pub replication_factor: Option<usize>,
+    /// Owners that must store a point before a write is acknowledged (default 2; capped at
+    /// the series' owner count).
+    #[arg(long = "write-quorum")]
+    pub write_quorum: Option<usize>,
     /// Gossip interval in milliseconds (default 500); failures are detected after about 20.
     #[arg(long = "gossip-interval-ms")]
     pub gossip_interval_ms: Option<u64>,
@@ -114,6 +118,7 @@ pub struct NodeConfig {
     pub advertise_address: Option<IpAddr>,
     pub cluster_id: String,
     pub replication_factor: usize,
+    pub write_quorum: usize,
     pub gossip_interval: Duration,
     pub dead_node_timeout: Duration,
     pub broker: Option<String>,
@@ -164,6 +169,7 @@ impl ServeArgs {
             advertise_address: layer!(advertise_address),
             cluster_id: layer!(cluster_id).unwrap_or_else(|| "minitrue".to_string()),
             replication_factor: layer!(replication_factor).unwrap_or(3).max(1),
+            write_quorum: layer!(write_quorum).unwrap_or(2).max(1),
             gossip_interval: Duration::from_millis(
                 layer!(gossip_interval_ms).unwrap_or(500).max(10),
             ),
@@ -213,6 +219,7 @@ impl ServeArgs {
             advertise_address: parsed(env, "MINITRUE_ADVERTISE_ADDRESS")?,
             cluster_id: env("MINITRUE_CLUSTER_ID"),
             replication_factor: parsed(env, "MINITRUE_REPLICATION_FACTOR")?,
+            write_quorum: parsed(env, "MINITRUE_WRITE_QUORUM")?,
             gossip_interval_ms: parsed(env, "MINITRUE_GOSSIP_INTERVAL_MS")?,
             dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
             broker: env("MINITRUE_BROKER"),

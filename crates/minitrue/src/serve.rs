@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arrow_array::RecordBatch;
 use futures::future::BoxFuture;
+use minitrue_cluster::peer::batch_to_points;
 use minitrue_cluster::{
-    Membership, MembershipConfig, NodeAddresses, NodeId, TopologyConfig, TopologyWatch,
+    Membership, MembershipConfig, NodeAddresses, NodeId, ReplicaWrite, ReplicationConfig,
+    Replicator, TopologyConfig, TopologyWatch,
 };
 use minitrue_common::{MetricsRegistry, SeriesKey};
 use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
@@ -33,7 +36,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Writes ingested points (and their series' tags) into the local engine: durable when
-/// `write` returns.
+/// `write` returns. (A node writes through [`ClusterSink`]; the ingest benchmark measures the
+/// engine's part through this.)
 pub(crate) struct EngineSink(pub(crate) Arc<Engine>);
 
 impl PointSink for EngineSink {
@@ -50,6 +54,55 @@ impl PointSink for EngineSink {
             }
             self.0.write(&batch.points).await.map(|_| ()).map_err(to_sink_error)
         })
+    }
+}
+
+/// Writes ingested points (and their series' tags) to their owners in the cluster: durable
+/// on the write quorum when `write` returns.
+pub(crate) struct ClusterSink(pub(crate) Arc<Replicator>);
+
+impl PointSink for ClusterSink {
+    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let tags: Vec<(SeriesKey, Tags)> =
+                batch.series_tags.into_iter().map(|t| (t.series, t.tags)).collect();
+            self.0
+                .write(&batch.points, &tags)
+                .await
+                .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
+        })
+    }
+}
+
+/// Replica writes from peers (a `DoPut` on the Flight door) go to the local engine.
+struct ReplicaReceiver(Arc<Replicator>);
+
+#[async_trait::async_trait]
+impl minitrue_server::ReplicaDoor for ReplicaReceiver {
+    fn handles(&self, path: &[String]) -> bool {
+        ReplicaWrite::from_path(path).is_some()
+    }
+
+    async fn put(
+        &self,
+        path: &[String],
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64, minitrue_server::ReplicaError> {
+        let invalid = |message: String| minitrue_server::ReplicaError { invalid: true, message };
+        let series_tags = match ReplicaWrite::from_path(path) {
+            Some(Ok(tags)) => tags,
+            Some(Err(error)) => return Err(invalid(error.to_string())),
+            None => return Err(invalid("not a replica write".to_string())),
+        };
+        let mut points = Vec::new();
+        for batch in &batches {
+            points.extend(batch_to_points(batch).map_err(|e| invalid(e.to_string()))?);
+        }
+        let rows = points.len() as u64;
+        self.0.apply_replica(ReplicaWrite { points, series_tags }).await.map_err(|error| {
+            minitrue_server::ReplicaError { invalid: false, message: error.to_string() }
+        })?;
+        Ok(rows)
     }
 }
 
@@ -92,12 +145,64 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let format =
         FormatConfig { topic_templates: config.topic_templates.clone(), ..Default::default() };
     let parser = Arc::new(Parser::new(format).context("the topic templates")?);
-    let sink: Arc<dyn PointSink> = Arc::new(EngineSink(engine.clone()));
-
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut ready = serde_json::Map::new();
     ready.insert("node_id".into(), config.node_id.clone().into());
+
+    // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`)
+    // and gossip can publish them.
+    let serves_queries = config.mode != Mode::Ingest;
+    let http = bind(&config, config.http_port, "http").await?;
+    let http_address = http.local_addr()?;
+    let flight = match serves_queries {
+        true => Some(bind(&config, config.flight_port, "flight").await?),
+        false => None,
+    };
+    let postgres = match serves_queries {
+        true => Some(bind(&config, config.pg_port, "postgres").await?),
+        false => None,
+    };
+    ready.insert("http".into(), http_address.to_string().into());
+    if let Some(listener) = &flight {
+        ready.insert("flight".into(), listener.local_addr()?.to_string().into());
+    }
+    if let Some(listener) = &postgres {
+        ready.insert("postgres".into(), listener.local_addr()?.to_string().into());
+    }
+
+    let advertised = advertised_ip(&config)?;
+    let published = |listener: &Option<TcpListener>| -> anyhow::Result<Option<SocketAddr>> {
+        Ok(match listener {
+            Some(listener) => Some(SocketAddr::new(advertised, listener.local_addr()?.port())),
+            None => None,
+        })
+    };
+    let node_addresses = NodeAddresses {
+        http: SocketAddr::new(advertised, http_address.port()),
+        postgres: published(&postgres)?,
+        flight: published(&flight)?,
+    };
+    let (topology, cluster, gossip_address) =
+        join_cluster(&config, advertised, node_addresses).await?;
+    ready.insert("gossip".into(), gossip_address.to_string().into());
+    println!(
+        "cluster: gossip on udp {gossip_address}{}",
+        match config.seeds.is_empty() {
+            true => " (no seeds: a cluster of one until others join)".to_string(),
+            false => format!(", seeds {}", config.seeds.join(",")),
+        }
+    );
+
+    // Every door writes through the replicator: to each point's owners, with the quorum.
+    let hints = minitrue_cluster::HintStore::open(config.data_dir.join("hints"))
+        .context("opening the hints directory")?;
+    let replication =
+        ReplicationConfig { write_quorum: config.write_quorum, ..ReplicationConfig::default() };
+    let replicator = Replicator::new(topology.clone(), engine.clone(), hints, replication);
+    metrics.register(replicator.metrics());
+    tasks.push(replicator.spawn_hint_delivery(stopping.clone()));
+    let sink: Arc<dyn PointSink> = Arc::new(ClusterSink(replicator.clone()));
 
     if config.mode != Mode::Query {
         let mqtt_url = match &config.broker {
@@ -155,59 +260,18 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }
     }
 
-    // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`)
-    // and gossip can publish them.
-    let serves_queries = config.mode != Mode::Ingest;
-    let http = bind(&config, config.http_port, "http").await?;
-    let http_address = http.local_addr()?;
-    let flight = match serves_queries {
-        true => Some(bind(&config, config.flight_port, "flight").await?),
-        false => None,
-    };
-    let postgres = match serves_queries {
-        true => Some(bind(&config, config.pg_port, "postgres").await?),
-        false => None,
-    };
-    ready.insert("http".into(), http_address.to_string().into());
-    if let Some(listener) = &flight {
-        ready.insert("flight".into(), listener.local_addr()?.to_string().into());
-    }
-    if let Some(listener) = &postgres {
-        ready.insert("postgres".into(), listener.local_addr()?.to_string().into());
-    }
-
-    let advertised = advertised_ip(&config)?;
-    let published = |listener: &Option<TcpListener>| -> anyhow::Result<Option<SocketAddr>> {
-        Ok(match listener {
-            Some(listener) => Some(SocketAddr::new(advertised, listener.local_addr()?.port())),
-            None => None,
-        })
-    };
-    let node_addresses = NodeAddresses {
-        http: SocketAddr::new(advertised, http_address.port()),
-        postgres: published(&postgres)?,
-        flight: published(&flight)?,
-    };
-    let (topology, cluster, gossip_address) =
-        join_cluster(&config, advertised, node_addresses).await?;
-    ready.insert("gossip".into(), gossip_address.to_string().into());
-    println!(
-        "cluster: gossip on udp {gossip_address}{}",
-        match config.seeds.is_empty() {
-            true => " (no seeds: a cluster of one until others join)".to_string(),
-            false => format!(", seeds {}", config.seeds.join(",")),
-        }
-    );
-
     // One SQL session for every query door (pgwire and HTTP), unless the node only ingests.
     let session = if serves_queries {
-        let cluster_info: Arc<dyn minitrue_query::ClusterInfo> = Arc::new(topology.clone());
+        let hooks = minitrue_query::ClusterHooks {
+            info: Arc::new(topology.clone()),
+            writer: replicator.clone(),
+        };
         Some(
             minitrue_query::session_in_cluster(
                 engine.clone(),
                 minitrue_query::QueryOptions::default(),
                 metrics.clone(),
-                Some(cluster_info),
+                Some(hooks),
             )
             .await?,
         )
@@ -245,6 +309,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             session: session.clone(),
             access: minitrue_server::AccessPolicy::Open,
             metrics: metrics.clone(),
+            replicas: Some(Arc::new(ReplicaReceiver(replicator.clone()))),
         };
         tasks.push(spawn_door(
             "flight",

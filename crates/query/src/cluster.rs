@@ -14,12 +14,37 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use minitrue_common::{ErrorKind, Point};
+
+/// What a session needs from the cluster it runs in.
+#[derive(Clone)]
+pub struct ClusterHooks {
+    pub info: Arc<dyn ClusterInfo>,
+    /// Where `INSERT INTO readings` sends its points (instead of the local engine).
+    pub writer: Arc<dyn PointWriter>,
+}
+
+/// Writes points where the cluster keeps them: on every owner of their series.
+#[async_trait]
+pub trait PointWriter: Send + Sync {
+    /// Resolves once the points are durable on as many owners as the write quorum asks.
+    async fn write(&self, points: &[Point]) -> Result<(), ClusterWriteError>;
+}
+
+/// A write the cluster could not place (e.g. too few owners reachable for the quorum).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ClusterWriteError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
 
 /// The cluster as one node sees it.
 pub trait ClusterInfo: Send + Sync {

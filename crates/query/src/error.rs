@@ -33,6 +33,10 @@ pub enum QueryError {
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 
+    /// The cluster could not place a write.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterWriteError),
+
     /// Parsing, planning or executing the query failed inside DataFusion.
     #[error("{0}")]
     DataFusion(DataFusionError),
@@ -47,6 +51,7 @@ impl QueryError {
             | QueryError::Unsupported { .. }
             | QueryError::InvalidArgument { .. } => ErrorKind::InvalidInput,
             QueryError::Storage(error) => error.kind(),
+            QueryError::Cluster(error) => error.kind,
             QueryError::DataFusion(error) => datafusion_kind(error),
         }
     }

@@ -37,7 +37,7 @@ use minitrue_common::MetricsRegistry;
 use minitrue_storage::Engine;
 
 pub use aggregate::{MiniTrueOptions, ReadingsAggregateExec};
-pub use cluster::{ClusterInfo, NodeInfo, RangeInfo};
+pub use cluster::{ClusterHooks, ClusterInfo, ClusterWriteError, NodeInfo, PointWriter, RangeInfo};
 pub use error::{QueryError, Result};
 pub use guard::DeleteGuard;
 pub use pushdown::ScanBounds;
@@ -104,12 +104,13 @@ pub async fn session_with_metrics(
 }
 
 /// Like [`session_with_metrics`], for a node in a cluster: `system.nodes` and `system.ring`
-/// show `cluster`'s view ([`cluster`]). Without a cluster those tables do not exist.
+/// show `cluster`'s view, and `INSERT INTO readings` writes through its writer ([`cluster`]).
+/// Without a cluster those tables do not exist and inserts go to `engine`.
 pub async fn session_in_cluster(
     engine: Arc<Engine>,
     options: QueryOptions,
     metrics: MetricsRegistry,
-    cluster: Option<Arc<dyn ClusterInfo>>,
+    cluster: Option<ClusterHooks>,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(options.catalog.as_str(), "public")
@@ -127,11 +128,12 @@ pub async fn session_in_cluster(
         .build();
     let ctx = SessionContext::new_with_state(state);
 
-    let readings = Arc::new(ReadingsTable::new(
-        engine.clone(),
-        options.scan_batch_rows,
-        options.insert_chunk_rows,
-    ));
+    let mut readings =
+        ReadingsTable::new(engine.clone(), options.scan_batch_rows, options.insert_chunk_rows);
+    if let Some(hooks) = &cluster {
+        readings = readings.with_writer(hooks.writer.clone());
+    }
+    let readings = Arc::new(readings);
     let devices: Arc<dyn TableProvider> = Arc::new(BaseTable(tables::devices_table(&engine)?));
     let public = BuiltinSchema::new([
         ("readings", readings as Arc<dyn TableProvider>),
@@ -143,9 +145,9 @@ pub async fn session_in_cluster(
         ("series", devices as Arc<dyn TableProvider>),
         ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
     ];
-    if let Some(cluster) = cluster {
-        system_tables.push(("nodes", cluster::nodes_table(cluster.clone())?));
-        system_tables.push(("ring", cluster::ring_table(cluster)?));
+    if let Some(hooks) = cluster {
+        system_tables.push(("nodes", cluster::nodes_table(hooks.info.clone())?));
+        system_tables.push(("ring", cluster::ring_table(hooks.info)?));
     }
     let system = BuiltinSchema::new(system_tables);
     let catalog = MemoryCatalogProvider::new();

@@ -29,6 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{Point, SeriesKey};
 use minitrue_storage::{readings_schema, DeleteRequest, Engine, ScanRequest, StorageError};
 
+use crate::cluster::PointWriter;
 use crate::error::QueryError;
 use crate::pushdown::{analyze, bounds_of, pushdown_support, ScanBounds};
 
@@ -61,11 +62,22 @@ impl std::ops::Deref for EngineRef {
 ///   before it written.
 /// * `DELETE` maps its `WHERE` clause onto [`Engine::delete`] requests exactly, or fails
 ///   without deleting anything (see [`ReadingsTable::delete_from`]).
-#[derive(Debug)]
 pub struct ReadingsTable {
     engine: EngineRef,
     scan_batch_rows: usize,
     insert_chunk_rows: usize,
+    /// In a cluster, inserts go through this (to every owner) instead of the engine.
+    writer: Option<Arc<dyn PointWriter>>,
+}
+
+impl fmt::Debug for ReadingsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadingsTable")
+            .field("scan_batch_rows", &self.scan_batch_rows)
+            .field("insert_chunk_rows", &self.insert_chunk_rows)
+            .field("cluster_writes", &self.writer.is_some())
+            .finish()
+    }
 }
 
 impl ReadingsTable {
@@ -74,7 +86,14 @@ impl ReadingsTable {
             engine: EngineRef(engine),
             scan_batch_rows: scan_batch_rows.max(1),
             insert_chunk_rows: insert_chunk_rows.max(1),
+            writer: None,
         }
+    }
+
+    /// Inserts write through `writer` (a cluster's owners and quorum) instead of the engine.
+    pub fn with_writer(mut self, writer: Arc<dyn PointWriter>) -> Self {
+        self.writer = Some(writer);
+        self
     }
 }
 
@@ -127,6 +146,7 @@ impl TableProvider for ReadingsTable {
         }
         let sink = ReadingsSink {
             engine: self.engine.clone(),
+            writer: self.writer.clone(),
             schema: nullable(&readings_schema()),
             chunk_rows: self.insert_chunk_rows,
         };
@@ -440,6 +460,7 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
 /// Turns `INSERT` batches into points and writes them through [`Engine::write`].
 struct ReadingsSink {
     engine: EngineRef,
+    writer: Option<Arc<dyn PointWriter>>,
     schema: SchemaRef,
     chunk_rows: usize,
 }
@@ -452,7 +473,8 @@ impl fmt::Debug for ReadingsSink {
 
 impl DisplayAs for ReadingsSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ReadingsSink: engine write, {} rows per WAL record", self.chunk_rows)
+        let target = if self.writer.is_some() { "cluster write" } else { "engine write" };
+        write!(f, "ReadingsSink: {target}, {} rows per WAL record", self.chunk_rows)
     }
 }
 
@@ -490,6 +512,13 @@ impl DataSink for ReadingsSink {
 
 impl ReadingsSink {
     async fn write_chunk(&self, points: &[Point]) -> DfResult<u64> {
+        if let Some(writer) = &self.writer {
+            writer
+                .write(points)
+                .await
+                .map_err(|error| QueryError::Cluster(error).into_datafusion())?;
+            return Ok(points.len() as u64);
+        }
         let ack = self
             .engine
             .write(points)

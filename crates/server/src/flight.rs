@@ -82,6 +82,26 @@ pub struct FlightState {
     pub session: SessionContext,
     pub access: AccessPolicy,
     pub metrics: MetricsRegistry,
+    /// In a cluster: takes the other nodes' replica writes.
+    pub replicas: Option<Arc<dyn ReplicaDoor>>,
+}
+
+/// Replica writes from other nodes of the cluster arrive as a plain `DoPut` whose path
+/// descriptor the cluster recognises; this door only hands them over.
+#[tonic::async_trait]
+pub trait ReplicaDoor: Send + Sync {
+    /// Whether a `DoPut` with this path descriptor is a replica write.
+    fn handles(&self, path: &[String]) -> bool;
+    /// Stores the uploaded batches; returns the rows stored. The error is given to the
+    /// sending node as `INVALID_ARGUMENT` when `invalid`, otherwise `UNAVAILABLE`.
+    async fn put(&self, path: &[String], batches: Vec<RecordBatch>) -> Result<u64, ReplicaError>;
+}
+
+/// Why a replica write was refused.
+#[derive(Debug)]
+pub struct ReplicaError {
+    pub invalid: bool,
+    pub message: String,
 }
 
 /// Serves Flight and Flight SQL on `listener` until `shutdown` resolves; calls still running
@@ -93,7 +113,9 @@ pub async fn serve_flight(
 ) -> Result<(), tonic::transport::Error> {
     let counters = Arc::new(FlightCounters::default());
     state.metrics.register(Arc::new(counters.clone().metrics()));
-    let door = FlightDoor { sql: Arc::new(FlightSql { ctx: state.session, counters }) };
+    let door = FlightDoor {
+        sql: Arc::new(FlightSql { ctx: state.session, counters, replicas: state.replicas }),
+    };
     let service = FlightServiceServer::new(door)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -191,6 +213,7 @@ type DoPutStream = Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send +
 struct FlightSql {
     ctx: SessionContext,
     counters: Arc<FlightCounters>,
+    replicas: Option<Arc<dyn ReplicaDoor>>,
 }
 
 impl FlightSql {
@@ -494,6 +517,24 @@ impl FlightSqlService for FlightSql {
             Some(Ok(data)) => data.flight_descriptor.as_ref().map(|d| d.path.clone()),
             _ => None,
         };
+        if let (Some(replicas), Some(path)) = (&self.replicas, &path) {
+            if replicas.handles(path) {
+                let batches = uploaded_batches(request.into_inner())
+                    .try_collect()
+                    .await
+                    .map_err(|e| upload_status(e, "the replica batches"))?;
+                let rows =
+                    replicas.put(path, batches).await.map_err(|error| match error.invalid {
+                        true => Status::invalid_argument(error.message),
+                        false => Status::unavailable(error.message),
+                    })?;
+                let result =
+                    PutResult { app_metadata: format!("{{\"rows_written\":{rows}}}").into() };
+                return Ok(Response::new(Box::pin(futures::stream::once(
+                    async move { Ok(result) },
+                ))));
+            }
+        }
         if path.as_deref() != Some(&["readings".to_string()][..]) {
             return Err(Status::invalid_argument(format!(
                 "DoPut takes Flight SQL commands or a path descriptor [\"readings\"] (got {})",

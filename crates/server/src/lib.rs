@@ -12,6 +12,6 @@ mod http;
 mod pgwire;
 mod stateless;
 
-pub use flight::{serve_flight, AccessPolicy, FlightState};
+pub use flight::{serve_flight, AccessPolicy, FlightState, ReplicaDoor, ReplicaError};
 pub use http::{router as http_router, serve_http, HttpState, LiveSource, NodeIdentity};
 pub use pgwire::serve_pgwire;

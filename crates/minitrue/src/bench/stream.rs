@@ -72,6 +72,7 @@ async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u
         session,
         access: minitrue_server::AccessPolicy::Open,
         metrics: minitrue_common::MetricsRegistry::new(),
+        replicas: None,
     };
     tokio::spawn(async move {
         let shutdown = futures::future::pending::<()>();

@@ -155,7 +155,7 @@ fn query_sqlstate(error: &QueryError) -> &'static str {
         QueryError::InvalidArgument { .. } => "22023",
         QueryError::InvalidRow { .. } => "23502",
         QueryError::DataFusion(inner) => sqlstate(inner),
-        QueryError::Storage(_) => kind_sqlstate(error.kind()),
+        QueryError::Storage(_) | QueryError::Cluster(_) => kind_sqlstate(error.kind()),
     }
 }
 

@@ -1,0 +1,205 @@
+//! Hinted handoff: writes meant for an owner that could not take them, kept on disk by the
+//! node that received them until the owner is back.
+//!
+//! Layout: `<dir>/<hex of node id>/<sequence>.hint`, one file per missed write, an Arrow IPC
+//! stream of the points (in `readings`' schema) whose schema metadata carries the series'
+//! tags. A file is written to a temporary name, synced and renamed, so a crash leaves whole
+//! hints or none. Delivery takes a node's hints in sequence order and deletes each once the
+//! owner has acknowledged it; a replay after a crash may deliver a hint twice, which is
+//! harmless (a point is keyed by series and time).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use minitrue_common::{Point, SeriesKey};
+use minitrue_storage::Tags;
+
+use crate::peer::{batch_to_points, decode_tags, encode_tags, points_to_batch};
+use crate::ring::NodeId;
+
+const TAGS_KEY: &str = "minitrue.tags";
+
+/// Why a hint could not be kept or read.
+#[derive(Debug, thiserror::Error)]
+pub enum HintError {
+    #[error("hint {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("hint {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+}
+
+/// A missed write, read back for delivery.
+#[derive(Debug)]
+pub struct Hint {
+    pub path: PathBuf,
+    pub points: Vec<Point>,
+    pub series_tags: Vec<(SeriesKey, Tags)>,
+}
+
+/// The hints directory of one node.
+pub struct HintStore {
+    dir: PathBuf,
+    next_sequence: AtomicU64,
+}
+
+impl HintStore {
+    /// Opens (creating) `dir`; new hints are numbered after the ones already there.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Arc<HintStore>, HintError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| HintError::Io { path: dir.clone(), source })?;
+        let store = HintStore { dir, next_sequence: AtomicU64::new(0) };
+        let highest = store
+            .pending()?
+            .values()
+            .flatten()
+            .filter_map(|path| sequence_of(path))
+            .max()
+            .map_or(0, |s| s + 1);
+        store.next_sequence.store(highest, Ordering::Relaxed);
+        Ok(Arc::new(store))
+    }
+
+    fn node_dir(&self, node: &NodeId) -> PathBuf {
+        let hex: String = node.as_str().bytes().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(hex)
+    }
+
+    /// Keeps `points` for `node`, durably (blocking: call from a blocking thread).
+    pub fn store(
+        &self,
+        node: &NodeId,
+        points: &[Point],
+        series_tags: &[(SeriesKey, Tags)],
+    ) -> Result<PathBuf, HintError> {
+        let dir = self.node_dir(node);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| HintError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{sequence:020}.hint"));
+        let temporary = dir.join(format!("{sequence:020}.tmp"));
+        let damaged = |reason: String| HintError::Damaged { path: path.clone(), reason };
+        let batch = points_to_batch(points).map_err(|e| damaged(e.to_string()))?;
+        let metadata = HashMap::from([(TAGS_KEY.to_string(), encode_tags(series_tags))]);
+        let schema = Schema::new_with_metadata(batch.schema().fields().clone(), metadata);
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), batch.columns().to_vec())
+            .map_err(|e| damaged(e.to_string()))?;
+        let file = fs::File::create(&temporary).map_err(io(&temporary))?;
+        let mut writer =
+            StreamWriter::try_new(file, &schema).map_err(|e| damaged(e.to_string()))?;
+        writer.write(&batch).map_err(|e| damaged(e.to_string()))?;
+        writer.finish().map_err(|e| damaged(e.to_string()))?;
+        let file = writer.into_inner().map_err(|e| damaged(e.to_string()))?;
+        file.sync_all().map_err(io(&temporary))?;
+        fs::rename(&temporary, &path).map_err(io(&path))?;
+        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+        Ok(path)
+    }
+
+    /// The hints waiting, per node, oldest first.
+    pub fn pending(&self) -> Result<HashMap<NodeId, Vec<PathBuf>>, HintError> {
+        let mut out: HashMap<NodeId, Vec<PathBuf>> = HashMap::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(source) => return Err(HintError::Io { path: self.dir.clone(), source }),
+        };
+        for entry in entries.flatten() {
+            let Some(node) = node_of_dir(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let Ok(files) = fs::read_dir(entry.path()) else { continue };
+            let mut hints: Vec<PathBuf> = files
+                .flatten()
+                .map(|f| f.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "hint"))
+                .collect();
+            if hints.is_empty() {
+                continue;
+            }
+            hints.sort();
+            out.insert(node, hints);
+        }
+        Ok(out)
+    }
+
+    /// Reads one hint (blocking).
+    pub fn read(path: &Path) -> Result<Hint, HintError> {
+        let damaged = |reason: String| HintError::Damaged { path: path.to_path_buf(), reason };
+        let file = fs::File::open(path)
+            .map_err(|source| HintError::Io { path: path.to_path_buf(), source })?;
+        let reader = StreamReader::try_new(file, None).map_err(|e| damaged(e.to_string()))?;
+        let tags_text = reader.schema().metadata().get(TAGS_KEY).cloned().unwrap_or_default();
+        let series_tags = decode_tags(&tags_text).map_err(|e| damaged(e.to_string()))?;
+        let mut points = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| damaged(e.to_string()))?;
+            points.extend(batch_to_points(&batch).map_err(|e| damaged(e.to_string()))?);
+        }
+        Ok(Hint { path: path.to_path_buf(), points, series_tags })
+    }
+
+    /// Forgets a delivered hint (blocking).
+    pub fn remove(path: &Path) -> Result<(), HintError> {
+        fs::remove_file(path).map_err(|source| HintError::Io { path: path.to_path_buf(), source })
+    }
+}
+
+fn node_of_dir(name: &str) -> Option<NodeId> {
+    if !name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok().map(NodeId::new)
+}
+
+fn sequence_of(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_kept_per_node_in_order_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SeriesKey::new("s1", "temperature").unwrap();
+        let point = |time| Point { series: key.clone(), time, value: time as f64 };
+        let tags = vec![(key.clone(), Tags::from(vec![("site".to_string(), "n".to_string())]))];
+        let store = HintStore::open(dir.path()).unwrap();
+        let node = NodeId::new("node 2/ü");
+        store.store(&node, &[point(1), point(2)], &tags).unwrap();
+        store.store(&node, &[point(3)], &[]).unwrap();
+        drop(store);
+
+        let store = HintStore::open(dir.path()).unwrap();
+        let pending = store.pending().unwrap();
+        let files = &pending[&node];
+        assert_eq!(files.len(), 2);
+        let first = HintStore::read(&files[0]).unwrap();
+        assert_eq!(first.points.iter().map(|p| p.time).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(first.series_tags, tags);
+        assert_eq!(HintStore::read(&files[1]).unwrap().points.len(), 1);
+        // Numbering continues after the hints already there.
+        let third = store.store(&node, &[point(4)], &[]).unwrap();
+        assert!(third > files[1]);
+        HintStore::remove(&files[0]).unwrap();
+        assert_eq!(store.pending().unwrap()[&node].len(), 2);
+
+        fs::write(&files[1], b"not arrow").unwrap();
+        assert!(matches!(HintStore::read(&files[1]), Err(HintError::Damaged { .. })));
+    }
+}

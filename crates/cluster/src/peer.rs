@@ -1,0 +1,232 @@
+//! Talking to other nodes over Arrow Flight: replica writes as `DoPut` with a path descriptor
+//! `["minitrue", "replica-write", <tags JSON>]` and record batches in `readings`' schema.
+//!
+//! The receiving side is the node's ordinary Flight door, which hands these descriptors to
+//! [`crate::Replicator::apply_replica`]; see [`ReplicaWrite::from_path`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightClient, FlightDescriptor};
+use futures::TryStreamExt;
+use minitrue_common::{Point, SeriesKey};
+use minitrue_storage::{readings_schema, Tags};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+/// The first two elements of a replica write's path descriptor.
+pub const REPLICA_WRITE_PATH: [&str; 2] = ["minitrue", "replica-write"];
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer {address}: {message}")]
+    Call { address: SocketAddr, message: String },
+    #[error("replica write is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A series' tags as they travel in a replica write's descriptor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesTagsWire {
+    device_id: String,
+    metric: String,
+    tags: Vec<(String, String)>,
+}
+
+/// A replica write as received: the points and the tags of their series.
+#[derive(Debug, Default)]
+pub struct ReplicaWrite {
+    pub points: Vec<Point>,
+    pub series_tags: Vec<(SeriesKey, Tags)>,
+}
+
+impl ReplicaWrite {
+    /// The tags carried by a replica write's path descriptor, or `None` when `path` is not a
+    /// replica write at all.
+    pub fn from_path(path: &[String]) -> Option<Result<Vec<(SeriesKey, Tags)>, PeerError>> {
+        if path.len() != 3 || path[0] != REPLICA_WRITE_PATH[0] || path[1] != REPLICA_WRITE_PATH[1] {
+            return None;
+        }
+        Some(decode_tags(&path[2]))
+    }
+}
+
+pub(crate) fn decode_tags(text: &str) -> Result<Vec<(SeriesKey, Tags)>, PeerError> {
+    let wire: Vec<SeriesTagsWire> =
+        serde_json::from_str(text).map_err(|e| PeerError::Malformed(format!("tags: {e}")))?;
+    wire.into_iter()
+        .map(|entry| {
+            let key = SeriesKey::new(&entry.device_id, &entry.metric)
+                .map_err(|e| PeerError::Malformed(e.to_string()))?;
+            Ok((key, Tags::from(entry.tags)))
+        })
+        .collect()
+}
+
+pub(crate) fn encode_tags(series_tags: &[(SeriesKey, Tags)]) -> String {
+    let wire: Vec<SeriesTagsWire> = series_tags
+        .iter()
+        .map(|(key, tags)| SeriesTagsWire {
+            device_id: key.device_id().to_string(),
+            metric: key.metric().to_string(),
+            tags: tags.to_vec(),
+        })
+        .collect();
+    serde_json::to_string(&wire).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Points as a record batch in `readings`' schema.
+pub fn points_to_batch(points: &[Point]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let times: TimestampNanosecondArray = points.iter().map(|p| Some(p.time)).collect();
+    let devices: StringArray = points.iter().map(|p| Some(p.series.device_id())).collect();
+    let metrics: StringArray = points.iter().map(|p| Some(p.series.metric())).collect();
+    let values: Float64Array = points.iter().map(|p| Some(p.value)).collect();
+    RecordBatch::try_new(
+        readings_schema(),
+        vec![
+            Arc::new(times.with_timezone("UTC")),
+            Arc::new(devices),
+            Arc::new(metrics),
+            Arc::new(values),
+        ],
+    )
+}
+
+/// The points of a record batch in `readings`' schema (what [`points_to_batch`] writes).
+pub fn batch_to_points(batch: &RecordBatch) -> Result<Vec<Point>, PeerError> {
+    let malformed = |what: &str| PeerError::Malformed(what.to_string());
+    if batch.num_columns() != 4 {
+        return Err(malformed("a replica batch has four columns: time, device_id, metric, value"));
+    }
+    let times = match batch.column(0).data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            batch.column(0).as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+        }
+        _ => return Err(malformed("time is not a nanosecond timestamp")),
+    };
+    let devices = batch.column(1).as_string_opt::<i32>().ok_or_else(|| malformed("device_id"))?;
+    let metrics = batch.column(2).as_string_opt::<i32>().ok_or_else(|| malformed("metric"))?;
+    let values = batch
+        .column(3)
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()
+        .ok_or_else(|| malformed("value is not a double"))?;
+    if [times.null_count(), devices.null_count(), metrics.null_count(), values.null_count()]
+        .iter()
+        .any(|&nulls| nulls > 0)
+    {
+        return Err(malformed("a replica batch has no NULLs"));
+    }
+    let mut points = Vec::with_capacity(batch.num_rows());
+    let mut last: Option<SeriesKey> = None;
+    for row in 0..batch.num_rows() {
+        let (device, metric) = (devices.value(row), metrics.value(row));
+        let series = match &last {
+            Some(key) if key.device_id() == device && key.metric() == metric => key.clone(),
+            _ => {
+                let key = SeriesKey::new(device, metric)
+                    .map_err(|e| PeerError::Malformed(e.to_string()))?;
+                last = Some(key.clone());
+                key
+            }
+        };
+        points.push(Point { series, time: times.value(row), value: values.value(row) });
+    }
+    Ok(points)
+}
+
+/// Flight clients to peers, one channel per address, made on first use.
+pub struct Peers {
+    channels: Mutex<HashMap<SocketAddr, Channel>>,
+    timeout: Duration,
+}
+
+impl Peers {
+    /// Calls give up after `timeout` (connecting included).
+    pub fn new(timeout: Duration) -> Peers {
+        Peers { channels: Mutex::new(HashMap::new()), timeout }
+    }
+
+    fn client(&self, address: SocketAddr) -> Result<FlightClient, PeerError> {
+        let mut channels = self.channels.lock();
+        let channel = match channels.get(&address) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Endpoint::from_shared(format!("http://{address}"))
+                    .map_err(|e| PeerError::Call { address, message: e.to_string() })?
+                    .connect_timeout(self.timeout)
+                    .timeout(self.timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(address, channel.clone());
+                channel
+            }
+        };
+        Ok(FlightClient::new(channel))
+    }
+
+    /// Writes `points` (and their series' tags) on the peer at `address`; resolves when the
+    /// peer has them durably.
+    pub async fn write_replica(
+        &self,
+        address: SocketAddr,
+        points: &[Point],
+        series_tags: &[(SeriesKey, Tags)],
+    ) -> Result<(), PeerError> {
+        let call = |message: String| PeerError::Call { address, message };
+        let batch = points_to_batch(points).map_err(|e| call(e.to_string()))?;
+        let path = vec![
+            REPLICA_WRITE_PATH[0].to_string(),
+            REPLICA_WRITE_PATH[1].to_string(),
+            encode_tags(series_tags),
+        ];
+        let data = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(FlightDescriptor::new_path(path)))
+            .build(futures::stream::iter([Ok::<_, FlightError>(batch)]));
+        let mut client = self.client(address)?;
+        let results = client.do_put(data).await.map_err(|e| call(e.to_string()))?;
+        results.try_collect::<Vec<_>>().await.map_err(|e| call(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_and_tags_survive_the_wire_format() {
+        let key = |d: &str, m: &str| SeriesKey::new(d, m).unwrap();
+        let points = vec![
+            Point { series: key("s1", "temperature"), time: 1, value: 20.5 },
+            Point { series: key("s1", "temperature"), time: 2, value: f64::NAN },
+            Point { series: key("s2", "humidity"), time: -5, value: -0.0 },
+        ];
+        let back = batch_to_points(&points_to_batch(&points).unwrap()).unwrap();
+        assert_eq!(back.len(), 3);
+        for (a, b) in points.iter().zip(&back) {
+            assert_eq!(
+                (&a.series, a.time, a.value.to_bits()),
+                (&b.series, b.time, b.value.to_bits())
+            );
+        }
+        let tags: Vec<(SeriesKey, Tags)> = vec![(
+            key("s1", "temperature"),
+            Tags::from(vec![("site".to_string(), "north".to_string())]),
+        )];
+        let path: Vec<String> = vec!["minitrue".into(), "replica-write".into(), encode_tags(&tags)];
+        assert_eq!(ReplicaWrite::from_path(&path).unwrap().unwrap(), tags);
+        assert!(ReplicaWrite::from_path(&["readings".to_string()]).is_none());
+        let bad = vec!["minitrue".into(), "replica-write".into(), "{".into()];
+        assert!(matches!(ReplicaWrite::from_path(&bad), Some(Err(PeerError::Malformed(_)))));
+    }
+}
