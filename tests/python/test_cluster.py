@@ -199,3 +199,24 @@ def test_a_write_that_misses_its_quorum_is_refused(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_an_ingest_only_node_routes_writes_and_holds_nothing(tmp_path):
+    nodes = []
+    try:
+        nodes.append(Node(tmp_path / "node1", "--node-id", "node1", *FAST_GOSSIP, "--replication-factor", "2").start())
+        seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
+        nodes.append(Node(tmp_path / "node2", "--node-id", "node2", *seeds, *FAST_GOSSIP, "--replication-factor", "2").start())
+        # No Flight door in ingest mode, so no replica can reach it: it only routes.
+        router = Node(tmp_path / "router", "--node-id", "router", "--mode", "ingest", *seeds, *FAST_GOSSIP).start()
+        nodes.append(router)
+        want = {"node1": ["active", "t", "t"], "node2": ["active", "t", "t"], "router": ["active", "t", "f"]}
+        for node in nodes[:2]:
+            wait_until("the router seen, outside the ring", lambda: view(node) == want, 60)
+        wait_until("the router's ring holds both owners", lambda: router.metric("minitrue_cluster_ring_nodes") == 2, 60)
+        assert write_points(router, 0, 3)[0] == 204
+        for node in nodes[:2]:
+            assert holdings(node) == {series: 3 for series in SERIES}
+    finally:
+        for node in nodes:
+            node.stop()

@@ -326,7 +326,20 @@ impl Replicator {
     /// The replication counters, for `/metrics` and `system.metrics`.
     pub fn metrics(&self) -> Arc<dyn MetricsSource> {
         let counters = self.counters.clone();
+        let topology = self.topology.clone();
         Arc::new(move |out: &mut Vec<Metric>| {
+            let now = topology.current();
+            let alive = now.members.iter().filter(|s| s.member.alive).count();
+            out.push(Metric::gauge(
+                "minitrue_cluster_ring_nodes",
+                "Nodes holding ranges in this node's ring",
+                now.ring.nodes().len() as f64,
+            ));
+            out.push(Metric::gauge(
+                "minitrue_cluster_members_alive",
+                "Nodes this node sees alive, itself included",
+                alive as f64,
+            ));
             let c = &counters;
             let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
             out.extend([

@@ -5,8 +5,8 @@
 //! the latest snapshot without waiting ([`TopologyWatch::current`]); the write path and the
 //! query planner read it for every request.
 //!
-//! Which nodes are in the ring: nodes whose state is `active` or `leaving`, alive or
-//! briefly dead. A dead node stays in the ring (its writes become hints) until it has been
+//! Which nodes are in the ring: nodes whose state is `active` or `leaving` and that have a
+//! Flight door (replicas arrive through it), alive or briefly dead. A dead node stays in the ring (its writes become hints) until it has been
 //! dead for [`TopologyConfig::gone_after`]; then it is treated as gone and its ranges pass to
 //! the next nodes on the ring, which re-replicate them. A `joining` node is not in the ring
 //! until it turns `active`.
@@ -101,12 +101,19 @@ impl TopologyBuilder {
             };
             let owns_ranges =
                 matches!(member.state, Some(NodeState::Active) | Some(NodeState::Leaving));
+            // Replicas arrive over Flight: a node without a Flight door (`--mode ingest`)
+            // routes writes but holds no ranges.
+            let reachable = member.addresses.as_ref().is_some_and(|a| a.flight.is_some());
             let gone = down_for.is_some_and(|down| down >= self.config.gone_after);
-            // The node itself is always in its own ring unless it is joining: it must own
-            // something to take writes at all while alone.
-            let in_ring = (owns_ranges && !gone)
-                || (member.local && member.state != Some(NodeState::Joining));
+            let in_ring = owns_ranges && reachable && !gone;
             statuses.push(MemberStatus { member, down_for, in_ring });
+        }
+        if !statuses.iter().any(|s| s.in_ring) {
+            // Nobody to hold data: this node keeps what it is sent (a node alone, or one that
+            // has not heard from the others yet), unless it is joining.
+            for status in statuses.iter_mut().filter(|s| s.member.local) {
+                status.in_ring = status.member.state != Some(NodeState::Joining);
+            }
         }
         let ring_nodes: Vec<NodeId> =
             statuses.iter().filter(|s| s.in_ring).map(|s| s.member.id.clone()).collect();
@@ -318,6 +325,18 @@ mod tests {
         assert_eq!(ring_nodes(&back), ["a", "b", "c"]);
         let down_again = builder.build(members(false), start + Duration::from_secs(64));
         assert_eq!(ring_nodes(&down_again), ["a", "b", "c"], "the down time starts over");
+    }
+
+    #[test]
+    fn nodes_without_a_flight_door_route_but_hold_nothing() {
+        let mut builder = builder(Duration::from_secs(60));
+        let mut router = member("a", NodeState::Active, true, true);
+        router.addresses.as_mut().unwrap().flight = None;
+        let alone = builder.build(vec![router.clone()], Instant::now());
+        assert_eq!(ring_nodes(&alone), ["a"], "alone, it keeps what it is sent");
+        let in_cluster = builder
+            .build(vec![router, member("b", NodeState::Active, true, false)], Instant::now());
+        assert_eq!(ring_nodes(&in_cluster), ["b"]);
     }
 
     #[test]

@@ -92,9 +92,6 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
             )));
         };
         for row in 0..batch.num_rows() {
-            fn value(column: &StringArray, row: usize) -> Option<&str> {
-                column.is_valid(row).then(|| column.value(row))
-            }
             let mut node = if is_local.value(row) {
                 local.clone()
             } else {
@@ -117,4 +114,9 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
         }
     }
     Ok(Json(json!({ "node_id": identity.node_id, "nodes": nodes })))
+}
+
+/// A text cell, `None` when NULL.
+fn value(column: &StringArray, row: usize) -> Option<&str> {
+    column.is_valid(row).then(|| column.value(row))
 }
