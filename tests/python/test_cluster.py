@@ -157,6 +157,12 @@ def test_writes_reach_every_owner_and_missed_ones_wait_as_hints(tmp_path):
             assert sorted(counts) == [0, 10, 10], (series, counts)
         # Every node took a share (24 series over 3 nodes, 2 copies each).
         assert all(len(h) > 0 for h in held), [len(h) for h in held]
+        # A series' tags travel with its points to both owners.
+        status, _ = nodes[0].http("POST", "/api/v2/write?precision=s", f"env,device_id=tagged,room=lab temperature=21.5 {T0}\n".encode())
+        assert status == 204
+        tags = [node.scalar("SELECT tags FROM devices WHERE device_id = 'tagged'") for node in nodes]
+        assert sorted(t is not None for t in tags) == [False, True, True], tags
+        assert all('"room":"lab"' in t for t in tags if t is not None), tags
 
         # node3 down: writes through node2 still succeed (quorum 1) and node3's share waits.
         nodes[2].kill()

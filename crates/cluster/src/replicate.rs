@@ -146,6 +146,14 @@ impl Replicator {
                     .push(index);
             }
         }
+        // A series whose tags changed goes to all its owners, points or not.
+        for (key, _) in series_tags {
+            for owner in ring.series_owners(key.device_id(), key.metric()) {
+                shares
+                    .entry(owner.clone())
+                    .or_insert_with(|| OwnerShare { node: owner.clone(), indices: Vec::new() });
+            }
+        }
         self.counters.points_routed.fetch_add(points.len() as u64, Ordering::Relaxed);
         // Tags go to every owner of their series.
         let tags_for = |node: &NodeId| -> Vec<(SeriesKey, Tags)> {
