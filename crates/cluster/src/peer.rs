@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
-};
+use arrow::array::{Array, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -108,39 +106,23 @@ pub fn batch_to_points(batch: &RecordBatch) -> Result<Vec<Point>, PeerError> {
     if batch.num_columns() != 4 {
         return Err(malformed("a replica batch has four columns: time, device_id, metric, value"));
     }
-    let times = match batch.column(0).data_type() {
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            batch.column(0).as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-        }
-        _ => return Err(malformed("time is not a nanosecond timestamp")),
-    };
-    let devices = batch.column(1).as_string_opt::<i32>().ok_or_else(|| malformed("device_id"))?;
-    let metrics = batch.column(2).as_string_opt::<i32>().ok_or_else(|| malformed("metric"))?;
-    let values = batch
-        .column(3)
-        .as_primitive_opt::<arrow::datatypes::Float64Type>()
-        .ok_or_else(|| malformed("value is not a double"))?;
-    if [times.null_count(), devices.null_count(), metrics.null_count(), values.null_count()]
-        .iter()
-        .any(|&nulls| nulls > 0)
-    {
-        return Err(malformed("a replica batch has no NULLs"));
+    let column_is = |index: usize, ok: fn(&DataType) -> bool| ok(batch.column(index).data_type());
+    if !column_is(0, |t| matches!(t, DataType::Timestamp(TimeUnit::Nanosecond, _))) {
+        return Err(malformed("time is not a nanosecond timestamp"));
     }
+    if !column_is(1, |t| *t == DataType::Utf8) {
+        return Err(malformed("device_id"));
+    }
+    if !column_is(2, |t| *t == DataType::Utf8) {
+        return Err(malformed("metric"));
+    }
+    if !column_is(3, |t| *t == DataType::Float64) {
+        return Err(malformed("value is not a double"));
+    }
+    // NULLs and invalid names are refused the way `INSERT INTO readings` refuses them.
     let mut points = Vec::with_capacity(batch.num_rows());
-    let mut last: Option<SeriesKey> = None;
-    for row in 0..batch.num_rows() {
-        let (device, metric) = (devices.value(row), metrics.value(row));
-        let series = match &last {
-            Some(key) if key.device_id() == device && key.metric() == metric => key.clone(),
-            _ => {
-                let key = SeriesKey::new(device, metric)
-                    .map_err(|e| PeerError::Malformed(e.to_string()))?;
-                last = Some(key.clone());
-                key
-            }
-        };
-        points.push(Point { series, time: times.value(row), value: values.value(row) });
-    }
+    minitrue_query::batch_to_points(batch, 0, &mut points)
+        .map_err(|e| PeerError::Malformed(e.to_string()))?;
     Ok(points)
 }
 
@@ -219,6 +201,20 @@ mod tests {
                 (&b.series, b.time, b.value.to_bits())
             );
         }
+        // NULLs and bad names are refused, not stored.
+        let batch = points_to_batch(&points).unwrap();
+        let null_value = Float64Array::from(vec![Some(1.0), None, Some(2.0)]);
+        let mut columns = batch.columns().to_vec();
+        columns[3] = Arc::new(null_value);
+        // What a sender that declares the column nullable could send.
+        let fields: Vec<arrow::datatypes::Field> = readings_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let nullable = Arc::new(arrow::datatypes::Schema::new(fields));
+        let with_null = RecordBatch::try_new(nullable, columns).unwrap();
+        assert!(matches!(batch_to_points(&with_null), Err(PeerError::Malformed(_))));
         let tags: Vec<(SeriesKey, Tags)> = vec![(
             key("s1", "temperature"),
             Tags::from(vec![("site".to_string(), "north".to_string())]),

@@ -212,12 +212,7 @@ impl Replicator {
         if *node == topology.local {
             return self.write_local(points, series_tags).await.map_err(|e| e.to_string());
         }
-        let address = topology
-            .member(node)
-            .filter(|status| status.member.alive)
-            .and_then(|status| status.member.addresses.as_ref())
-            .and_then(|addresses| addresses.flight);
-        let Some(address) = address else {
+        let Some(address) = topology.live_flight_address(node) else {
             return Err("down".to_string());
         };
         self.counters.replica_batches_sent.fetch_add(1, Ordering::Relaxed);
@@ -291,13 +286,9 @@ impl Replicator {
             Err(_) => return,
         };
         for (node, paths) in pending {
-            let topology = self.topology.current();
-            let address = topology
-                .member(&node)
-                .filter(|status| status.member.alive)
-                .and_then(|status| status.member.addresses.as_ref())
-                .and_then(|addresses| addresses.flight);
-            let Some(address) = address else { continue };
+            let Some(address) = self.topology.current().live_flight_address(&node) else {
+                continue;
+            };
             for path in paths {
                 let read_path = path.clone();
                 let hint = match tokio::task::spawn_blocking(move || HintStore::read(&read_path))

@@ -73,6 +73,12 @@ impl Topology {
         self.members.iter().find(|status| &status.member.id == node)
     }
 
+    /// Where to reach `node`'s Flight door (replica writes, hints), if it is alive and has one.
+    pub fn live_flight_address(&self, node: &NodeId) -> Option<SocketAddr> {
+        let status = self.member(node).filter(|status| status.member.alive)?;
+        status.member.addresses.as_ref()?.flight
+    }
+
     /// Whether `node` is known and alive.
     pub fn is_alive(&self, node: &NodeId) -> bool {
         self.member(node).is_some_and(|status| status.member.alive)

@@ -6,22 +6,19 @@
 //!
 //! [`session_in_cluster`]: crate::session_in_cluster
 
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::Result as DfResult;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::physical_plan::SendableRecordBatchStream;
 use minitrue_common::{ErrorKind, Point};
+
+use crate::tables::snapshot_table;
 
 /// What a session needs from the cluster it runs in.
 #[derive(Clone)]
@@ -109,7 +106,7 @@ pub(crate) fn nodes_table(cluster: Arc<dyn ClusterInfo>) -> DfResult<Arc<Streami
         Field::new("primary_share", DataType::Float64, false),
         Field::new("replica_share", DataType::Float64, false),
     ]));
-    cluster_table("system.nodes", cluster, schema, |cluster, schema| {
+    snapshot_table("system.nodes", cluster, schema, |cluster, schema| {
         let nodes = cluster.nodes();
         let text = |get: fn(&NodeInfo) -> Option<&str>| -> ArrayRef {
             Arc::new(nodes.iter().map(get).collect::<StringArray>())
@@ -147,7 +144,7 @@ pub(crate) fn ring_table(cluster: Arc<dyn ClusterInfo>) -> DfResult<Arc<Streamin
         Field::new("replica", DataType::Int32, false),
         Field::new("node_id", DataType::Utf8, false),
     ]));
-    cluster_table("system.ring", cluster, schema, |cluster, schema| {
+    snapshot_table("system.ring", cluster, schema, |cluster, schema| {
         let ranges = cluster.ring();
         let rows = || ranges.iter().flat_map(|r| r.owners.iter().enumerate().map(move |o| (r, o)));
         let token = |values: Vec<i128>| -> Result<ArrayRef, arrow::error::ArrowError> {
@@ -163,42 +160,4 @@ pub(crate) fn ring_table(cluster: Arc<dyn ClusterInfo>) -> DfResult<Arc<Streamin
         ];
         RecordBatch::try_new(schema.clone(), columns)
     })
-}
-
-type Build = fn(&dyn ClusterInfo, &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError>;
-
-/// One partition building its batch from the cluster's view when the query first polls it.
-struct ClusterPartition {
-    name: &'static str,
-    cluster: Arc<dyn ClusterInfo>,
-    schema: SchemaRef,
-    build: Build,
-}
-
-impl fmt::Debug for ClusterPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterPartition").field("table", &self.name).finish()
-    }
-}
-
-impl PartitionStream for ClusterPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (cluster, schema, build) = (self.cluster.clone(), self.schema.clone(), self.build);
-        let batch = futures::stream::once(async move { Ok(build(cluster.as_ref(), &schema)?) });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batch))
-    }
-}
-
-fn cluster_table(
-    name: &'static str,
-    cluster: Arc<dyn ClusterInfo>,
-    schema: SchemaRef,
-    build: Build,
-) -> DfResult<Arc<StreamingTable>> {
-    let partition = ClusterPartition { name, cluster, schema: schema.clone(), build };
-    Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(partition)])?))
 }

@@ -531,7 +531,7 @@ impl ReadingsSink {
 
 /// Appends the rows of an `INSERT` batch (columns in readings order) as points, rejecting
 /// NULLs and invalid names. `first_row` is the statement-wide index of the batch's first row.
-fn batch_to_points(
+pub fn batch_to_points(
     batch: &RecordBatch,
     first_row: u64,
     out: &mut Vec<Point>,

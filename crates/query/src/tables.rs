@@ -22,44 +22,46 @@ use minitrue_common::MetricsRegistry;
 use minitrue_storage::layout::{TimeUnit as FileTimeUnit, ValueLayout};
 use minitrue_storage::{Engine, FileMeta};
 
-type Builder = fn(&Engine, &SchemaRef) -> Result<RecordBatch, ArrowError>;
+/// Builds a snapshot table's one batch from its source.
+pub(crate) type Builder<S> = fn(&S, &SchemaRef) -> Result<RecordBatch, ArrowError>;
 
-/// One partition producing a snapshot batch built by `build` on first poll.
-struct SnapshotPartition {
+/// One partition producing a snapshot batch built by `build` from `source` on first poll.
+struct SnapshotPartition<S> {
     name: &'static str,
-    engine: Arc<Engine>,
+    source: S,
     schema: SchemaRef,
-    build: Builder,
+    build: Builder<S>,
 }
 
-impl fmt::Debug for SnapshotPartition {
+impl<S> fmt::Debug for SnapshotPartition<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnapshotPartition").field("table", &self.name).finish()
     }
 }
 
-impl PartitionStream for SnapshotPartition {
+impl<S: Clone + Send + Sync + 'static> PartitionStream for SnapshotPartition<S> {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let engine = self.engine.clone();
+        let source = self.source.clone();
         let schema = self.schema.clone();
         let build = self.build;
-        let batch = futures::stream::once(async move { Ok(build(&engine, &schema)?) });
+        let batch = futures::stream::once(async move { Ok(build(&source, &schema)?) });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batch))
     }
 }
 
-fn snapshot_table(
+/// A table whose rows are a snapshot of `source` (the engine's state, the cluster's view)
+/// taken when a query first reads it.
+pub(crate) fn snapshot_table<S: Clone + Send + Sync + 'static>(
     name: &'static str,
-    engine: &Arc<Engine>,
+    source: S,
     schema: SchemaRef,
-    build: Builder,
+    build: Builder<S>,
 ) -> DfResult<Arc<StreamingTable>> {
-    let partition =
-        SnapshotPartition { name, engine: engine.clone(), schema: schema.clone(), build };
+    let partition = SnapshotPartition { name, source, schema: schema.clone(), build };
     Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(partition)])?))
 }
 
@@ -89,7 +91,7 @@ pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
         Field::new("points", DataType::Int64, false),
         Field::new("tags", DataType::Utf8, true),
     ]));
-    snapshot_table("devices", engine, schema, |engine, schema| {
+    snapshot_table("devices", engine.clone(), schema, |engine, schema| {
         let series = engine.series();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.device_id()))),
@@ -179,7 +181,7 @@ pub fn files_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
         Field::new("max_lsn", DataType::Int64, false),
         Field::new("compacted_from", DataType::Int64, false),
     ]));
-    snapshot_table("system.files", engine, schema, |engine, schema| {
+    snapshot_table("system.files", engine.clone(), schema, |engine, schema| {
         let files = engine.files();
         let ints = |f: fn(&FileMeta) -> u64| -> ArrayRef {
             Arc::new(Int64Array::from_iter_values(files.iter().map(|m| int(f(m)))))
@@ -234,7 +236,7 @@ pub fn storage_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
     let fields: Vec<Field> =
         STORAGE_COLUMNS.iter().map(|name| Field::new(*name, DataType::Int64, false)).collect();
     let schema = Arc::new(Schema::new(fields));
-    snapshot_table("system.storage", engine, schema, |engine, schema| {
+    snapshot_table("system.storage", engine.clone(), schema, |engine, schema| {
         let s = engine.stats();
         let values: [u64; STORAGE_COLUMNS.len()] = [
             s.points_written,
