@@ -11,7 +11,9 @@ its quorum is refused (HTTP 503, SQL error) instead of being acknowledged."""
 import json
 import time
 
-from mqttnode import Node, wait_until
+import pytest
+
+from mqttnode import Node, Publisher, mosquitto, wait_until
 from pgnode import psql
 
 NAMES = ["node1", "node2", "node3"]
@@ -138,7 +140,7 @@ def write_points(node, first, count):
 
 def holdings(node):
     """(device, metric) -> point count that `node` stores itself."""
-    rows = node.sql("SELECT device_id, metric, count(*) FROM readings GROUP BY device_id, metric")
+    rows = node.sql("SELECT device_id, metric, count(*) FROM system.local_readings GROUP BY device_id, metric")
     return {(d, m): int(n) for d, m, n in rows}
 
 
@@ -228,3 +230,99 @@ def test_an_ingest_only_node_routes_writes_and_holds_nothing(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+# Distributed reads: a data set published through Mosquitto, which every node subscribes to.
+DEVICES = [f"sensor_{d:02}" for d in range(12)]
+METRICS = ["temperature", "humidity", "pressure"]
+
+
+def data_set():
+    """(device, metric, seconds, value): 12 devices x 3 metrics x 120 points, one a minute."""
+    return [
+        (device, metric, T0 + 60 * i, round((d * 7 + m * 13 + i * 0.37) % 50 - 10.5, 3))
+        for d, device in enumerate(DEVICES)
+        for m, metric in enumerate(METRICS)
+        for i in range(120)
+    ]
+
+
+# Every answer the cluster must give exactly as one node holding all the data.
+GOLDEN = [
+    "SELECT count(*), sum(value), avg(value), min(value), max(value) FROM readings",
+    "SELECT device_id, metric, count(*), avg(value), min(time), max(time) FROM readings GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT time_bucket('10 minutes', time) AS b, metric, avg(value), count(*) FROM readings GROUP BY b, metric ORDER BY b, metric",
+    "SELECT device_id, metric, first(value, time), last(value, time) FROM readings WHERE metric = 'humidity' GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT * FROM readings WHERE device_id = 'sensor_03' AND metric = 'humidity' ORDER BY time",
+    "SELECT device_id, metric, time, value FROM readings ORDER BY value DESC, time, device_id, metric LIMIT 5",
+    "SELECT count(*) FROM (SELECT * FROM readings LIMIT 7)",
+    "SELECT count(DISTINCT device_id), count(DISTINCT metric) FROM readings",
+    "SELECT avg(value), count(*) FROM readings WHERE value > 20 AND time >= to_timestamp(%d)" % (T0 + 1800),
+]
+
+
+def answers(node):
+    return [node.sql(query) for query in GOLDEN]
+
+
+@pytest.mark.parametrize("rf", [2, 3])
+def test_every_node_answers_every_query_with_the_single_node_answer(tmp_path, rf):
+    points = data_set()
+    with mosquitto(tmp_path) as broker:
+        nodes = []
+        reference = None
+        try:
+            start_cluster(nodes, tmp_path, "--replication-factor", str(rf), "--broker", f"mqtt://127.0.0.1:{broker}")
+            for node in nodes:
+                wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
+            publisher = Publisher(broker, client_id="cluster-publisher")
+            for metric in METRICS:
+                for device in DEVICES:
+                    publisher.publish(f"iot/sensors/{metric}", [
+                        {"device_id": d, "metric_name": m, "timestamp": t, "value": v}
+                        for d, m, t, v in points if d == device and m == metric
+                    ])
+            publisher.close()
+
+            reference = Node(tmp_path / "reference", "--node-id", "reference").start()
+            body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
+            status, _ = reference.http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
+            assert status == 204
+            want = answers(reference)
+            assert want[0][0][0] == str(len(points))
+
+            for node in nodes:
+                wait_until("every point visible", lambda: node.scalar("SELECT count(*) FROM readings") == str(len(points)), 60)
+            for node in nodes:
+                assert answers(node) == want
+            if rf == 2:
+                # Each node holds two thirds of the series; the rest comes from peers.
+                held = [sum(holdings(node).values()) for node in nodes]
+                assert all(0 < h < len(points) for h in held) and sum(held) == 2 * len(points), held
+                plan = "\n".join(row[-1] for row in nodes[0].sql("EXPLAIN SELECT avg(value) FROM readings"))
+                assert "DistributedExec" in plan and "mode=Partial" in plan, plan
+                # An aggregate over every row moves a few partial rows, not the rows.
+                before = nodes[0].metric("minitrue_cluster_fragment_bytes_received_total")
+                rows_before = nodes[0].metric("minitrue_cluster_fragment_rows_received_total")
+                assert nodes[0].sql(GOLDEN[0]) == want[0]
+                moved = nodes[0].metric("minitrue_cluster_fragment_bytes_received_total") - before
+                assert 0 < moved < 8192, moved
+                # One partial row per peer and per partition it aggregated in.
+                assert nodes[0].metric("minitrue_cluster_fragment_rows_received_total") - rows_before <= 8
+            else:
+                # RF 3 on three nodes: each node holds everything and answers alone.
+                assert all(sum(holdings(node).values()) == len(points) for node in nodes)
+
+            # SIGKILL node3: the others still answer exactly, at once (a failed peer is
+            # replaced by another owner of its ranges) and once it is seen dead.
+            nodes[2].kill()
+            for node in nodes[:2]:
+                assert answers(node) == want
+            wait_until("node3 seen dead", lambda: view(nodes[0])["node3"][1] == "f", 30)
+            for node in nodes[:2]:
+                assert answers(node) == want
+        finally:
+            for node in nodes:
+                node.stop()
+            if reference:
+                reference.stop()

@@ -5,10 +5,12 @@
 //! - [`topology`]: the members and the ring as this node sees them now, kept current.
 //! - [`replicate`]: writes go to every owner of their series, with a write quorum; missed
 //!   writes wait as [`hints`] until their owner is back. Peers talk Arrow Flight ([`peer`]).
+//! - [`reads`]: queries read one live owner per range, running plan fragments on peers.
 
 pub mod hints;
 pub mod membership;
 pub mod peer;
+pub mod reads;
 pub mod replicate;
 pub mod ring;
 pub mod topology;
@@ -19,6 +21,7 @@ pub use membership::{
     NodeState,
 };
 pub use peer::{PeerError, ReplicaWrite, REPLICA_WRITE_PATH};
+pub use reads::ClusterReads;
 pub use replicate::{ReplicationConfig, ReplicationError, Replicator};
 pub use ring::{series_token, NodeId, Ring, Token, TokenRange, DEFAULT_VIRTUAL_NODES};
 pub use topology::{Cluster, MemberStatus, Topology, TopologyConfig, TopologyWatch};

@@ -1,21 +1,27 @@
 //! Talking to other nodes over Arrow Flight: replica writes as `DoPut` with a path descriptor
-//! `["minitrue", "replica-write", <tags JSON>]` and record batches in `readings`' schema.
+//! `["minitrue", "replica-write", <tags JSON>]` and record batches in `readings`' schema;
+//! plan fragments of distributed queries as `DoGet` tickets ([`Peers::run_fragment`]).
 //!
 //! The receiving side is the node's ordinary Flight door, which hands these descriptors to
 //! [`crate::Replicator::apply_replica`]; see [`ReplicaWrite::from_path`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, TimeUnit};
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::{FlightClient, FlightDescriptor};
-use futures::TryStreamExt;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{Point, SeriesKey};
+use minitrue_query::FRAGMENT_TICKET_PREFIX;
 use minitrue_storage::{readings_schema, Tags};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -139,6 +145,10 @@ impl Peers {
     }
 
     fn client(&self, address: SocketAddr) -> Result<FlightClient, PeerError> {
+        Ok(FlightClient::new(self.channel(address)?))
+    }
+
+    fn channel(&self, address: SocketAddr) -> Result<Channel, PeerError> {
         let mut channels = self.channels.lock();
         let channel = match channels.get(&address) {
             Some(channel) => channel.clone(),
@@ -153,7 +163,7 @@ impl Peers {
                 channel
             }
         };
-        Ok(FlightClient::new(channel))
+        Ok(channel)
     }
 
     /// Writes `points` (and their series' tags) on the peer at `address`; resolves when the
@@ -179,7 +189,46 @@ impl Peers {
         results.try_collect::<Vec<_>>().await.map_err(|e| call(e.to_string()))?;
         Ok(())
     }
+
+    /// Runs a plan fragment on the peer at `address` (a `DoGet` whose ticket is
+    /// [`FRAGMENT_TICKET_PREFIX`] + `payload`) and streams its batches, each with the bytes
+    /// that arrived for it (its IPC message, and the schema before the first).
+    pub async fn run_fragment(
+        &self,
+        address: SocketAddr,
+        payload: &[u8],
+    ) -> Result<FragmentBatches, tonic::Status> {
+        let channel =
+            self.channel(address).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut ticket = Vec::with_capacity(FRAGMENT_TICKET_PREFIX.len() + payload.len());
+        ticket.extend_from_slice(FRAGMENT_TICKET_PREFIX);
+        ticket.extend_from_slice(payload);
+        let mut client = FlightServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let response = client.do_get(Ticket { ticket: ticket.into() }).await?;
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let counted = arrived.clone();
+        let messages = response
+            .into_inner()
+            .map_err(|status| FlightError::Tonic(Box::new(status)))
+            .inspect_ok(move |data| {
+                counted.fetch_add(data.data_header.len() + data.data_body.len(), Ordering::Relaxed);
+            });
+        let batches = FlightRecordBatchStream::new_from_flight_data(messages).map(move |batch| {
+            batch.map(|batch| (batch, arrived.swap(0, Ordering::Relaxed))).map_err(|error| {
+                match error {
+                    FlightError::Tonic(status) => *status,
+                    other => tonic::Status::internal(other.to_string()),
+                }
+            })
+        });
+        Ok(batches.boxed())
+    }
 }
+
+/// A fragment's batches as they arrive from a peer, with their bytes on the wire.
+pub type FragmentBatches = BoxStream<'static, Result<(RecordBatch, usize), tonic::Status>>;
 
 #[cfg(test)]
 mod tests {

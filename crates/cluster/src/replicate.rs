@@ -390,9 +390,10 @@ impl Replicator {
 /// `INSERT INTO readings` in a cluster writes through the replicator.
 #[async_trait::async_trait]
 impl minitrue_query::PointWriter for Replicator {
-    async fn write(&self, points: &[Point]) -> Result<(), minitrue_query::ClusterWriteError> {
-        Replicator::write(self, points, &[]).await.map_err(|error| {
-            minitrue_query::ClusterWriteError { kind: error.kind(), message: error.to_string() }
+    async fn write(&self, points: &[Point]) -> Result<(), minitrue_query::ClusterError> {
+        Replicator::write(self, points, &[]).await.map_err(|error| minitrue_query::ClusterError {
+            kind: error.kind(),
+            message: error.to_string(),
         })
     }
 }

@@ -15,14 +15,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use minitrue_common::{series_token, Token};
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash64;
 
 /// Tokens each node places on the ring (the seed's 150).
 pub const DEFAULT_VIRTUAL_NODES: u32 = 150;
-
-/// A position on the ring.
-pub type Token = u64;
 
 /// A node's name in the cluster (`--node-id`), unique and stable across restarts.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,15 +47,6 @@ impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", &*self.0)
     }
-}
-
-/// The ring position of the series `(device_id, metric)`.
-pub fn series_token(device_id: &str, metric: &str) -> Token {
-    let mut hasher = XxHash64::with_seed(0);
-    std::hash::Hasher::write(&mut hasher, device_id.as_bytes());
-    std::hash::Hasher::write(&mut hasher, b":");
-    std::hash::Hasher::write(&mut hasher, metric.as_bytes());
-    std::hash::Hasher::finish(&hasher)
 }
 
 /// The ring position of a node's `index`-th virtual node.

@@ -9,8 +9,10 @@ mod error;
 pub mod metrics;
 mod point;
 mod time;
+mod token;
 
 pub use error::ErrorKind;
 pub use metrics::{Metric, MetricKind, MetricsRegistry, MetricsSource};
 pub use point::{LiveBatch, Point, SeriesKey, SeriesKeyError, MAX_NAME_LEN};
 pub use time::{TimeRange, TimestampNs};
+pub use token::{series_token, Token, TokenSet};

@@ -262,9 +262,16 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
 
     // One SQL session for every query door (pgwire and HTTP), unless the node only ingests.
     let session = if serves_queries {
+        // Queries read one live owner of every range, here or on peers.
+        let reads = Arc::new(minitrue_cluster::ClusterReads::new(
+            topology.clone(),
+            ReplicationConfig::default().peer_timeout,
+        ));
+        metrics.register(reads.metrics());
         let hooks = minitrue_query::ClusterHooks {
             info: Arc::new(topology.clone()),
             writer: replicator.clone(),
+            runner: Some(reads),
         };
         Some(
             minitrue_query::session_in_cluster(

@@ -26,19 +26,23 @@ pub struct ClusterHooks {
     pub info: Arc<dyn ClusterInfo>,
     /// Where `INSERT INTO readings` sends its points (instead of the local engine).
     pub writer: Arc<dyn PointWriter>,
+    /// Reads of `readings` span the cluster through this ([`crate::distributed`]); without
+    /// it they read this node's engine only.
+    pub runner: Option<Arc<dyn crate::distributed::FragmentRunner>>,
 }
 
 /// Writes points where the cluster keeps them: on every owner of their series.
 #[async_trait]
 pub trait PointWriter: Send + Sync {
     /// Resolves once the points are durable on as many owners as the write quorum asks.
-    async fn write(&self, points: &[Point]) -> Result<(), ClusterWriteError>;
+    async fn write(&self, points: &[Point]) -> Result<(), ClusterError>;
 }
 
-/// A write the cluster could not place (e.g. too few owners reachable for the quorum).
+/// Something the cluster could not do: place a write (too few owners reachable for the
+/// quorum), or answer for a range (no live owner).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct ClusterWriteError {
+pub struct ClusterError {
     pub kind: ErrorKind,
     pub message: String,
 }

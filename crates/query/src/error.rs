@@ -35,7 +35,7 @@ pub enum QueryError {
 
     /// The cluster could not place a write.
     #[error("cluster: {0}")]
-    Cluster(#[from] crate::cluster::ClusterWriteError),
+    Cluster(#[from] crate::cluster::ClusterError),
 
     /// Parsing, planning or executing the query failed inside DataFusion.
     #[error("{0}")]

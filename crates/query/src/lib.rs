@@ -15,6 +15,7 @@
 
 pub mod aggregate;
 pub mod cluster;
+pub mod distributed;
 pub mod error;
 pub mod functions;
 mod guard;
@@ -37,7 +38,10 @@ use minitrue_common::MetricsRegistry;
 use minitrue_storage::Engine;
 
 pub use aggregate::{MiniTrueOptions, ReadingsAggregateExec};
-pub use cluster::{ClusterHooks, ClusterInfo, ClusterWriteError, NodeInfo, PointWriter, RangeInfo};
+pub use cluster::{ClusterError, ClusterHooks, ClusterInfo, NodeInfo, PointWriter, RangeInfo};
+pub use distributed::{
+    execute_fragment, FragmentRunner, RemoteBatches, Share, FRAGMENT_TICKET_PREFIX,
+};
 pub use error::{QueryError, Result};
 pub use guard::DeleteGuard;
 pub use pushdown::ScanBounds;
@@ -104,8 +108,10 @@ pub async fn session_with_metrics(
 }
 
 /// Like [`session_with_metrics`], for a node in a cluster: `system.nodes` and `system.ring`
-/// show `cluster`'s view, and `INSERT INTO readings` writes through its writer ([`cluster`]).
-/// Without a cluster those tables do not exist and inserts go to `engine`.
+/// show `cluster`'s view, `INSERT INTO readings` writes through its writer ([`cluster`]),
+/// reads of `readings` span the cluster through its runner ([`distributed`]), and
+/// `system.local_readings` (read-only) shows the points this node itself stores. Without a
+/// cluster those tables do not exist, inserts go to `engine` and reads read it.
 pub async fn session_in_cluster(
     engine: Arc<Engine>,
     options: QueryOptions,
@@ -120,12 +126,22 @@ pub async fn session_in_cluster(
         config = config.with_target_partitions(partitions.max(1));
     }
     config.options_mut().execution.time_zone = Some(options.time_zone.clone());
-    let config = config.with_option_extension(aggregate::MiniTrueOptions::default());
-    let state = datafusion::execution::SessionStateBuilder::new()
+    // Fragments other nodes send are decoded against this engine (`execute_fragment`).
+    let codec = Arc::new(distributed::ReadingsCodec::new(engine.clone()));
+    let config = config
+        .with_option_extension(aggregate::MiniTrueOptions::default())
+        .with_extension(codec.clone());
+    let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
-        .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(aggregate::AggregateFastPath))
-        .build();
+        .with_default_features();
+    if let Some(runner) = cluster.as_ref().and_then(|hooks| hooks.runner.clone()) {
+        // Before the fast path, which then leaves distributed fragments to the nodes that
+        // run them.
+        state = state.with_physical_optimizer_rule(Arc::new(distributed::DistributeReadings::new(
+            runner, codec,
+        )));
+    }
+    let state = state.with_physical_optimizer_rule(Arc::new(aggregate::AggregateFastPath)).build();
     let ctx = SessionContext::new_with_state(state);
 
     let mut readings =
@@ -134,6 +150,10 @@ pub async fn session_in_cluster(
         readings = readings.with_writer(hooks.writer.clone());
     }
     let readings = Arc::new(readings);
+    let local_readings = Arc::new(
+        ReadingsTable::new(engine.clone(), options.scan_batch_rows, options.insert_chunk_rows)
+            .local_copy(),
+    );
     let devices: Arc<dyn TableProvider> = Arc::new(BaseTable(tables::devices_table(&engine)?));
     let public = BuiltinSchema::new([
         ("readings", readings as Arc<dyn TableProvider>),
@@ -146,6 +166,7 @@ pub async fn session_in_cluster(
         ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
     ];
     if let Some(hooks) = cluster {
+        system_tables.push(("local_readings", local_readings as Arc<dyn TableProvider>));
         system_tables.push(("nodes", cluster::nodes_table(hooks.info.clone())?));
         system_tables.push(("ring", cluster::ring_table(hooks.info)?));
     }

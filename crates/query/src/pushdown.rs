@@ -101,6 +101,7 @@ impl ScanBounds {
         SeriesFilter {
             device_ids: self.device_ids.as_ref().map(|set| set.iter().cloned().collect()),
             metrics: self.metrics.as_ref().map(|set| set.iter().cloned().collect()),
+            tokens: None,
         }
     }
 }

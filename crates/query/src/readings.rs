@@ -26,8 +26,10 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
-use minitrue_common::{Point, SeriesKey};
-use minitrue_storage::{readings_schema, DeleteRequest, Engine, ScanRequest, StorageError};
+use minitrue_common::{Point, SeriesKey, TokenSet};
+use minitrue_storage::{
+    readings_schema, DeleteRequest, Engine, ScanRequest, SeriesFilter, StorageError,
+};
 
 use crate::cluster::PointWriter;
 use crate::error::QueryError;
@@ -68,6 +70,8 @@ pub struct ReadingsTable {
     insert_chunk_rows: usize,
     /// In a cluster, inserts go through this (to every owner) instead of the engine.
     writer: Option<Arc<dyn PointWriter>>,
+    /// `system.local_readings`: what this node itself stores, read-only, never distributed.
+    local_copy: bool,
 }
 
 impl fmt::Debug for ReadingsTable {
@@ -87,7 +91,27 @@ impl ReadingsTable {
             scan_batch_rows: scan_batch_rows.max(1),
             insert_chunk_rows: insert_chunk_rows.max(1),
             writer: None,
+            local_copy: false,
         }
+    }
+
+    /// This node's own copy of the points (in a cluster, the series it owns): reads are never
+    /// sent to other nodes, writes are refused.
+    pub fn local_copy(mut self) -> Self {
+        self.local_copy = true;
+        self
+    }
+
+    fn refuse_writes(&self, what: &str) -> DfResult<()> {
+        if self.local_copy {
+            return Err(QueryError::Unsupported {
+                reason: format!(
+                    "system.local_readings is this node's copy and read-only; {what} readings"
+                ),
+            }
+            .into_datafusion());
+        }
+        Ok(())
     }
 
     /// Inserts write through `writer` (a cluster's owners and quorum) instead of the engine.
@@ -123,13 +147,15 @@ impl TableProvider for ReadingsTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let (bounds, _) = bounds_of(filters);
         tracing::debug!(%bounds, ?projection, ?limit, "readings scan planned");
-        Ok(Arc::new(ReadingsScanExec::new(
+        let mut scan = ReadingsScanExec::new(
             self.engine.0.clone(),
             bounds,
             projection.cloned(),
             limit,
             self.scan_batch_rows,
-        )?))
+        )?;
+        scan.local_only = self.local_copy;
+        Ok(Arc::new(scan))
     }
 
     async fn insert_into(
@@ -138,6 +164,7 @@ impl TableProvider for ReadingsTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.refuse_writes("insert into")?;
         if insert_op != InsertOp::Append {
             return Err(QueryError::Unsupported {
                 reason: format!("{insert_op} on readings (only INSERT INTO appends)"),
@@ -165,6 +192,7 @@ impl TableProvider for ReadingsTable {
         _state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.refuse_writes("delete from")?;
         let plan = delete_plan(&filters).map_err(QueryError::into_datafusion)?;
         Ok(Arc::new(DeleteExec::new(self.engine.0.clone(), plan)))
     }
@@ -218,6 +246,11 @@ pub struct ReadingsScanExec {
     projection: Option<Vec<usize>>,
     limit: Option<usize>,
     batch_rows: usize,
+    /// In a distributed query: only the series on these ring positions (the ranges this node
+    /// answers for).
+    tokens: Option<TokenSet>,
+    /// Reads `system.local_readings`: never distributed.
+    local_only: bool,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -248,15 +281,56 @@ impl ReadingsScanExec {
             projection,
             limit,
             batch_rows,
+            tokens: None,
+            local_only: false,
             schema,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
+    /// The same scan, keeping only the series on `tokens` (a distributed query's share).
+    pub fn with_tokens(&self, tokens: TokenSet) -> DfResult<Self> {
+        let mut scan = self.with_limit(self.limit)?;
+        scan.tokens = Some(tokens);
+        Ok(scan)
+    }
+
+    /// The same scan with another limit.
+    fn with_limit(&self, limit: Option<usize>) -> DfResult<Self> {
+        let mut scan = ReadingsScanExec::new(
+            self.engine.0.clone(),
+            self.bounds.clone(),
+            self.projection.clone(),
+            limit,
+            self.batch_rows,
+        )?;
+        scan.tokens = self.tokens.clone();
+        scan.local_only = self.local_only;
+        Ok(scan)
+    }
+
+    /// Whether this scan reads `system.local_readings` (this node's copy only).
+    pub fn local_only(&self) -> bool {
+        self.local_only
+    }
+
     /// The series and time range this scan reads.
     pub fn bounds(&self) -> &ScanBounds {
         &self.bounds
+    }
+
+    /// The part of the ring this scan is restricted to, if any.
+    pub fn tokens(&self) -> Option<&TokenSet> {
+        self.tokens.as_ref()
+    }
+
+    pub(crate) fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
+
+    pub(crate) fn batch_rows(&self) -> usize {
+        self.batch_rows
     }
 
     /// The engine this scan reads.
@@ -282,6 +356,12 @@ impl DisplayAs for ReadingsScanExec {
                 )?;
                 if let Some(limit) = self.limit {
                     write!(f, ", limit={limit}")?;
+                }
+                if let Some(tokens) = &self.tokens {
+                    write!(f, ", {}", tokens_display(tokens))?;
+                }
+                if self.local_only {
+                    write!(f, ", this node's copy")?;
                 }
                 Ok(())
             }
@@ -343,7 +423,7 @@ impl ExecutionPlan for ReadingsScanExec {
             )));
         }
         let request = ScanRequest {
-            series: self.bounds.series_filter(),
+            series: SeriesFilter { tokens: self.tokens.clone(), ..self.bounds.series_filter() },
             time: self.bounds.time,
             projection: self.projection.clone(),
             batch_rows: self.batch_rows,
@@ -378,20 +458,17 @@ impl ExecutionPlan for ReadingsScanExec {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ReadingsScanExec::new(
-            self.engine.0.clone(),
-            self.bounds.clone(),
-            self.projection.clone(),
-            limit,
-            self.batch_rows,
-        )
-        .ok()
-        .map(|exec| Arc::new(exec) as Arc<dyn ExecutionPlan>)
+        self.with_limit(limit).ok().map(|scan| Arc::new(scan) as Arc<dyn ExecutionPlan>)
     }
 
     fn fetch(&self) -> Option<usize> {
         self.limit
     }
+}
+
+/// `ring share 33.3% (150 ranges)`: how much of the ring a restricted scan reads.
+pub(crate) fn tokens_display(tokens: &TokenSet) -> String {
+    format!("ring share {:.1}% ({} ranges)", tokens.share() * 100.0, tokens.intervals().len())
 }
 
 /// `replace_children` of a leaf plan: only "no children" is accepted.

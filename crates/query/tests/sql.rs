@@ -2,6 +2,8 @@
 //! readings provider's pushdown against a DataFusion `MemTable` holding the same rows,
 //! EXPLAIN output, the catalog tables, MiniTrue's functions, INSERT, DELETE and errors.
 
+mod loopback;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -189,6 +191,9 @@ fn plan_text(plan: &Arc<dyn ExecutionPlan>) -> String {
 async fn pushdown_gives_the_same_rows_as_no_pushdown() {
     let f = fixture().await;
     let reference = reference(&f.expected).await;
+    // The same rows spread over a loopback cluster of three nodes.
+    let (distributed, _) =
+        loopback::distributed_session(f.engine.clone(), QueryOptions::default()).await;
     let t = |seconds: i64| {
         format!("'2023-11-14T22:{:02}:{:02}Z'", 13 + (20 + seconds) / 60, (20 + seconds) % 60)
     };
@@ -236,15 +241,28 @@ async fn pushdown_gives_the_same_rows_as_no_pushdown() {
         let theirs = rows(&reference, &sql).await;
         assert_eq!(ours.len(), theirs.len(), "{predicate}");
         assert_eq!(ours, theirs, "{predicate}");
+        assert_eq!(rows(&distributed, &sql).await, theirs, "{predicate}: distributed");
 
         let aggregate = format!(
             "SELECT device_id, metric, count(*), min(value), max(value), min(time), max(time) \
              FROM readings WHERE {predicate} GROUP BY device_id, metric"
         );
+        let expected = rows(&reference, &aggregate).await;
+        assert_eq!(rows(&f.ctx, &aggregate).await, expected, "{predicate}");
+        assert_eq!(rows(&distributed, &aggregate).await, expected, "{predicate}: distributed");
+        // Top k and LIMIT: each node's rows, cut again where they meet.
+        let top = format!("SELECT device_id, metric, time, value FROM readings WHERE {predicate} ORDER BY value DESC, time, device_id, metric LIMIT 7");
         assert_eq!(
-            rows(&f.ctx, &aggregate).await,
-            rows(&reference, &aggregate).await,
-            "{predicate}"
+            rows(&distributed, &top).await,
+            rows(&reference, &top).await,
+            "{predicate}: top 7"
+        );
+        let limited =
+            format!("SELECT count(*) FROM (SELECT * FROM readings WHERE {predicate} LIMIT 5)");
+        assert_eq!(
+            rows(&distributed, &limited).await,
+            rows(&reference, &limited).await,
+            "{predicate}: limit"
         );
 
         let plan = physical_plan(&f.ctx, &sql).await;

@@ -56,11 +56,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Typ
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
 use minitrue_common::{ErrorKind, Metric, MetricsRegistry};
-use minitrue_query::QueryError;
+use minitrue_query::{execute_fragment, QueryError, FRAGMENT_TICKET_PREFIX};
 use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
@@ -143,7 +144,10 @@ pub async fn serve_flight(
 
 /// The one place query errors become gRPC statuses.
 pub(crate) fn query_status(error: DataFusionError) -> Status {
-    let error = QueryError::from(error);
+    error_status(QueryError::from(error))
+}
+
+fn error_status(error: QueryError) -> Status {
     let message = error.to_string();
     match error.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(message),
@@ -228,6 +232,11 @@ impl FlightSql {
     /// Runs `frame` and streams its result; an error part-way ends the stream with its status.
     async fn stream(&self, frame: DataFrame) -> Result<Response<DoGetStream>, Status> {
         let batches = frame.execute_stream().await.map_err(query_status)?;
+        Ok(self.send(batches))
+    }
+
+    /// Streams `batches` as Flight data, counting rows and a failure part-way.
+    fn send(&self, batches: SendableRecordBatchStream) -> Response<DoGetStream> {
         let schema = batches.schema();
         let counters = self.counters.clone();
         let batches = batches.map(move |batch| match batch {
@@ -240,7 +249,7 @@ impl FlightSql {
                 Err(FlightError::Tonic(Box::new(query_status(error))))
             }
         });
-        Ok(Response::new(encode(schema, batches)))
+        Response::new(encode(schema, batches))
     }
 
     /// Runs a statement that changes data; the number of rows it wrote or deleted.
@@ -713,7 +722,15 @@ impl FlightService for FlightDoor {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let answer = match plain_sql(&request.get_ref().ticket) {
+        let ticket = &request.get_ref().ticket;
+        if let Some(payload) = ticket.strip_prefix(FRAGMENT_TICKET_PREFIX) {
+            // Another node's query asks for this node's share.
+            let answer = execute_fragment(&self.sql.ctx, payload)
+                .map_err(error_status)
+                .map(|batches| self.sql.send(batches));
+            return self.sql.counters.count(answer);
+        }
+        let answer = match plain_sql(ticket) {
             Some(sql) => match self.sql.plan(sql, Vec::new()).await {
                 Ok(frame) => self.sql.stream(frame).await,
                 Err(status) => Err(status),

@@ -119,7 +119,10 @@ async fn main() -> minitrue_storage::Result<()> {
     ];
     for (name, time, hourly) in cases {
         let request = |use_chunk_aggregates| AggregateRequest {
-            series: SeriesFilter { device_ids: None, metrics: Some(vec!["temperature".into()]) },
+            series: SeriesFilter {
+                metrics: Some(vec!["temperature".into()]),
+                ..SeriesFilter::all()
+            },
             time,
             buckets: hourly.then(|| Arc::new(Hourly) as Arc<dyn TimeBuckets>),
             use_chunk_aggregates,

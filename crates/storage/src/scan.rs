@@ -14,7 +14,7 @@ use arrow_array::{
 use arrow_buffer::ScalarBuffer;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use minitrue_common::{SeriesKey, TimeRange};
+use minitrue_common::{SeriesKey, TimeRange, TokenSet};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
@@ -32,6 +32,9 @@ use crate::object_reader::ObjectFileReader;
 pub struct SeriesFilter {
     pub device_ids: Option<Vec<String>>,
     pub metrics: Option<Vec<String>>,
+    /// Only series whose ring position is in the set: the ranges this node answers for in a
+    /// distributed query.
+    pub tokens: Option<TokenSet>,
 }
 
 impl SeriesFilter {
@@ -43,6 +46,7 @@ impl SeriesFilter {
         SeriesFilter {
             device_ids: Some(vec![device_id.to_string()]),
             metrics: Some(vec![metric.to_string()]),
+            tokens: None,
         }
     }
 
@@ -50,7 +54,12 @@ impl SeriesFilter {
         let device_ok =
             self.device_ids.as_ref().is_none_or(|ids| ids.iter().any(|d| d == key.device_id()));
         let metric_ok = self.metrics.as_ref().is_none_or(|ms| ms.iter().any(|m| m == key.metric()));
-        device_ok && metric_ok
+        device_ok
+            && metric_ok
+            && self
+                .tokens
+                .as_ref()
+                .is_none_or(|tokens| tokens.contains_series(key.device_id(), key.metric()))
     }
 }
 

@@ -130,6 +130,7 @@ async fn scans_prune_by_series_time_and_project() {
     let filter = SeriesFilter {
         device_ids: Some(vec!["sensor_00001".into(), "sensor_00002".into()]),
         metrics: Some(vec!["humidity".into()]),
+        tokens: None,
     };
     let rows = scan_map(&engine, filter.clone(), window).await;
     let want: std::collections::BTreeMap<_, _> = expected(&points)
@@ -170,6 +171,37 @@ async fn scans_prune_by_series_time_and_project() {
     let mut bad = ScanRequest::new(SeriesFilter::all(), TimeRange::ALL);
     bad.projection = Some(vec![7]);
     assert!(engine.scan(bad).is_err());
+}
+
+#[tokio::test]
+async fn a_token_set_keeps_exactly_the_series_on_its_part_of_the_ring() {
+    use minitrue_common::{series_token, TokenSet};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(config(dir.path())).await;
+    let points = smartcity_like(8, 50);
+    engine.write(&points[..points.len() / 2]).await.unwrap();
+    engine.flush().await.unwrap();
+    engine.write(&points[points.len() / 2..]).await.unwrap();
+
+    // Two halves of the ring (the second wraps past the top): every point is in exactly one.
+    let halves = [
+        TokenSet::range(u64::MAX / 3, u64::MAX / 3 * 2),
+        TokenSet::range(u64::MAX / 3 * 2, u64::MAX / 3),
+    ];
+    let mut union = std::collections::BTreeMap::new();
+    for half in halves {
+        let filter = SeriesFilter { tokens: Some(half.clone()), ..SeriesFilter::all() };
+        let rows = scan_map(&engine, filter, TimeRange::ALL).await;
+        assert!(!rows.is_empty(), "8 devices x 4 metrics fall on both halves");
+        for (device, metric, _) in rows.keys() {
+            assert!(half.contains(series_token(device, metric)));
+        }
+        let before = union.len();
+        let added = rows.len();
+        union.extend(rows);
+        assert_eq!(union.len(), before + added, "no point in both halves");
+    }
+    assert_eq!(union, expected(&points));
 }
 
 #[tokio::test]

@@ -25,8 +25,10 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
+use minitrue_common::TokenSet;
 use minitrue_storage::{
-    AggregateRequest, Engine, GroupAggregate, StorageError, TimeBuckets, ValueAggregate,
+    AggregateRequest, Engine, GroupAggregate, SeriesFilter, StorageError, TimeBuckets,
+    ValueAggregate,
 };
 
 use super::exact::{ExactAggregate, ExactKind};
@@ -51,20 +53,13 @@ impl PhysicalOptimizerRule for AggregateFastPath {
         if !enabled {
             return Ok(plan);
         }
-        plan.transform_down(|node| match fast_path_for(&node)? {
-            Some(replacement) => {
-                // This rule runs after distribution was enforced: where the plan relies on
-                // the replaced aggregate's partitioning (a partitioned hash join), restore it.
-                let wanted = node.output_partitioning();
-                let replacement = if wanted.partition_count() > 1 {
-                    Arc::new(RepartitionExec::try_new(replacement, wanted.clone())?)
-                        as Arc<dyn ExecutionPlan>
-                } else {
-                    replacement
-                };
-                Ok(Transformed::new(replacement, true, TreeNodeRecursion::Jump))
+        plan.transform_down(|node| {
+            // A distributed fragment gets the fast path where it runs, for its share of the
+            // ring (see `crate::distributed`).
+            if node.name() == crate::distributed::DISTRIBUTED_EXEC {
+                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
             }
-            None => Ok(Transformed::no(node)),
+            fast_path_node(node)
         })
         .map(|transformed| transformed.data)
     }
@@ -76,6 +71,21 @@ impl PhysicalOptimizerRule for AggregateFastPath {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+fn fast_path_node(node: Arc<dyn ExecutionPlan>) -> DfResult<Transformed<Arc<dyn ExecutionPlan>>> {
+    let Some(replacement) = fast_path_for(&node)? else {
+        return Ok(Transformed::no(node));
+    };
+    // This rule runs after distribution was enforced: where the plan relies on the replaced
+    // aggregate's partitioning (a partitioned hash join), restore it.
+    let wanted = node.output_partitioning();
+    let replacement = if wanted.partition_count() > 1 {
+        Arc::new(RepartitionExec::try_new(replacement, wanted.clone())?) as Arc<dyn ExecutionPlan>
+    } else {
+        replacement
+    };
+    Ok(Transformed::new(replacement, true, TreeNodeRecursion::Jump))
 }
 
 /// Skips operators that only move or regroup batches.
@@ -193,6 +203,7 @@ fn fast_path_for(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
     Ok(Some(Arc::new(ReadingsAggregateExec::new(
         scan.engine(),
         scan.bounds().clone(),
+        scan.tokens().cloned(),
         groups,
         aggregates,
         schema,
@@ -306,6 +317,8 @@ impl TimeBuckets for ExprBuckets {
 pub struct ReadingsAggregateExec {
     engine: crate::readings::EngineRef,
     bounds: ScanBounds,
+    /// The scan's ring restriction in a distributed query.
+    tokens: Option<TokenSet>,
     groups: Vec<(GroupColumn, String)>,
     aggregates: Vec<(AggregateOutput, String)>,
     schema: SchemaRef,
@@ -317,6 +330,7 @@ impl ReadingsAggregateExec {
     fn new(
         engine: Arc<Engine>,
         bounds: ScanBounds,
+        tokens: Option<TokenSet>,
         groups: Vec<(GroupColumn, String)>,
         aggregates: Vec<(AggregateOutput, String)>,
         schema: SchemaRef,
@@ -330,6 +344,7 @@ impl ReadingsAggregateExec {
         ReadingsAggregateExec {
             engine: crate::readings::EngineRef(engine),
             bounds,
+            tokens,
             groups,
             aggregates,
             schema,
@@ -344,13 +359,19 @@ impl DisplayAs for ReadingsAggregateExec {
         let groups: Vec<&str> = self.groups.iter().map(|(_, name)| name.as_str()).collect();
         let aggregates: Vec<&str> = self.aggregates.iter().map(|(_, name)| name.as_str()).collect();
         match t {
-            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
-                f,
-                "ReadingsAggregateExec: {}, gby=[{}], aggr=[{}], chunk aggregates where exact",
-                self.bounds,
-                groups.join(", "),
-                aggregates.join(", ")
-            ),
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "ReadingsAggregateExec: {}, gby=[{}], aggr=[{}], chunk aggregates where exact",
+                    self.bounds,
+                    groups.join(", "),
+                    aggregates.join(", ")
+                )?;
+                if let Some(tokens) = &self.tokens {
+                    write!(f, ", {}", crate::readings::tokens_display(tokens))?;
+                }
+                Ok(())
+            }
             DisplayFormatType::TreeRender => {
                 writeln!(f, "series={}", self.bounds.series_display())?;
                 writeln!(f, "time={}", self.bounds.time_display())?;
@@ -414,7 +435,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
             _ => None,
         });
         let request = AggregateRequest {
-            series: self.bounds.series_filter(),
+            series: SeriesFilter { tokens: self.tokens.clone(), ..self.bounds.series_filter() },
             time: self.bounds.time,
             buckets: bucket.map(|expr| Arc::new(ExprBuckets { expr }) as Arc<dyn TimeBuckets>),
             use_chunk_aggregates: true,
