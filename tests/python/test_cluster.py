@@ -313,6 +313,17 @@ def test_every_node_answers_every_query_with_the_single_node_answer(tmp_path, rf
                 # RF 3 on three nodes: each node holds everything and answers alone.
                 assert all(sum(holdings(node).values()) == len(points) for node in nodes)
 
+            # DELETE through any node reaches every copy, and counts each point once.
+            delete = f"DELETE FROM readings WHERE device_id IN ('sensor_05', 'sensor_06') AND time < to_timestamp({T0 + 1800})"
+            expected_count = psql(reference.ports["postgres"], "-At", "-c", delete).stdout.strip()
+            assert expected_count == "180", expected_count
+            assert psql(nodes[1].ports["postgres"], "-At", "-c", delete).stdout.strip() == expected_count
+            want = answers(reference)
+            for node in nodes:
+                assert answers(node) == want
+                left = node.scalar(f"SELECT count(*) FROM system.local_readings WHERE device_id IN ('sensor_05', 'sensor_06') AND time < to_timestamp({T0 + 1800})")
+                assert left == "0", (node.workdir, left)
+
             # SIGKILL node3: the others still answer exactly, at once (a failed peer is
             # replaced by another owner of its ranges) and once it is seen dead.
             nodes[2].kill()
@@ -321,6 +332,9 @@ def test_every_node_answers_every_query_with_the_single_node_answer(tmp_path, rf
             wait_until("node3 seen dead", lambda: view(nodes[0])["node3"][1] == "f", 30)
             for node in nodes[:2]:
                 assert answers(node) == want
+            # A delete that cannot reach every node holding ranges fails, saying which.
+            out = psql(nodes[0].ports["postgres"], "-c", "DELETE FROM readings WHERE device_id = 'sensor_01'", check=False)
+            assert out.returncode != 0 and "node3: down" in out.stderr, out.stderr
         finally:
             for node in nodes:
                 node.stop()

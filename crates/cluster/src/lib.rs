@@ -20,7 +20,7 @@ pub use membership::{
     Member, Membership, MembershipChanges, MembershipConfig, MembershipError, NodeAddresses,
     NodeState,
 };
-pub use peer::{PeerError, ReplicaWrite, REPLICA_WRITE_PATH};
+pub use peer::{PeerError, ReplicaWrite, REPLICA_DELETE_ACTION, REPLICA_WRITE_PATH};
 pub use reads::ClusterReads;
 pub use replicate::{ReplicationConfig, ReplicationError, Replicator};
 pub use ring::{series_token, NodeId, Ring, Token, TokenRange, DEFAULT_VIRTUAL_NODES};

@@ -22,13 +22,17 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{Point, SeriesKey};
 use minitrue_query::FRAGMENT_TICKET_PREFIX;
-use minitrue_storage::{readings_schema, Tags};
+use minitrue_storage::{readings_schema, DeleteRequest, Tags};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 /// The first two elements of a replica write's path descriptor.
 pub const REPLICA_WRITE_PATH: [&str; 2] = ["minitrue", "replica-write"];
+
+/// The Flight action type of a delete sent to every node of the ring; its body is the JSON
+/// list of [`DeleteRequest`]s, its one result the JSON count of points deleted.
+pub const REPLICA_DELETE_ACTION: &str = "minitrue.replica-delete";
 
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +192,28 @@ impl Peers {
         let results = client.do_put(data).await.map_err(|e| call(e.to_string()))?;
         results.try_collect::<Vec<_>>().await.map_err(|e| call(e.to_string()))?;
         Ok(())
+    }
+
+    /// Applies `requests` on the peer at `address`; resolves with the points it counted.
+    pub async fn delete_replica(
+        &self,
+        address: SocketAddr,
+        requests: &[DeleteRequest],
+    ) -> Result<u64, PeerError> {
+        let call = |message: String| PeerError::Call { address, message };
+        let body = serde_json::to_vec(requests).map_err(|e| call(e.to_string()))?;
+        let mut client = self.client(address)?;
+        let results: Vec<bytes::Bytes> = client
+            .do_action(arrow_flight::Action::new(REPLICA_DELETE_ACTION, body))
+            .await
+            .map_err(|e| call(e.to_string()))?
+            .try_collect()
+            .await
+            .map_err(|e| call(e.to_string()))?;
+        let [count] = results.as_slice() else {
+            return Err(call(format!("{} results to a delete, not one", results.len())));
+        };
+        serde_json::from_slice(count).map_err(|e| call(format!("bad delete result: {e}")))
     }
 
     /// Runs a plan fragment on the peer at `address` (a `DoGet` whose ticket is

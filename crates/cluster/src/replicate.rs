@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use minitrue_common::{Metric, MetricsSource};
 use minitrue_common::{Point, SeriesKey};
-use minitrue_storage::{Engine, StorageError, Tags};
+use minitrue_storage::{DeleteRequest, Engine, StorageError, Tags};
 use tokio::sync::watch;
 
 use crate::hints::{HintError, HintStore};
@@ -31,6 +31,11 @@ pub enum ReplicationError {
     QuorumNotReached { acked: usize, needed: usize, failures: String },
     #[error("this node is not in the ring yet (joining): it cannot place writes")]
     NoOwners,
+    #[error(
+        "the delete did not reach every node holding ranges ({failures}); it was applied on \
+         the others and can be retried"
+    )]
+    DeleteIncomplete { failures: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -248,6 +253,54 @@ impl Replicator {
         }
     }
 
+    /// Applies deletes on every node holding ranges (a delete has no owners to pick: a
+    /// request without a metric covers series anywhere on the ring). Every such node must
+    /// take it, otherwise the points would come back from a node that missed it: a node that
+    /// is down or fails makes the delete fail, already applied elsewhere (deletes are
+    /// idempotent, so it can be retried). Returns the points deleted, each counted by its
+    /// series' primary owner.
+    pub async fn delete(&self, requests: &[DeleteRequest]) -> Result<u64, ReplicationError> {
+        let topology = self.topology.current();
+        let calls = topology.ring.nodes().iter().map(|node| {
+            let topology = &topology;
+            async move {
+                let result = if *node == topology.local {
+                    self.apply_delete(requests).await.map_err(|e| e.to_string())
+                } else {
+                    match topology.live_flight_address(node) {
+                        Some(address) => self
+                            .peers
+                            .delete_replica(address, requests)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("down".to_string()),
+                    }
+                };
+                (node, result)
+            }
+        });
+        let mut deleted = 0;
+        let mut failures = Vec::new();
+        for (node, result) in futures::future::join_all(calls).await {
+            match result {
+                Ok(count) => deleted += count,
+                Err(error) => failures.push(format!("{node}: {error}")),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(ReplicationError::DeleteIncomplete { failures: failures.join("; ") });
+        }
+        Ok(deleted)
+    }
+
+    /// A delete from a peer (or this node's own share of one): applied here; returns the
+    /// points of the series this node is the primary owner of.
+    pub async fn apply_delete(&self, requests: &[DeleteRequest]) -> Result<u64, StorageError> {
+        let topology = self.topology.current();
+        let primary = topology.primary_tokens(&topology.local);
+        minitrue_query::delete_counted(&self.engine, requests, Some(&primary)).await
+    }
+
     /// A replica write from a peer: stored here, not routed further.
     pub async fn apply_replica(&self, write: ReplicaWrite) -> Result<(), StorageError> {
         self.counters.replica_batches_received.fetch_add(1, Ordering::Relaxed);
@@ -391,20 +444,28 @@ impl Replicator {
 #[async_trait::async_trait]
 impl minitrue_query::PointWriter for Replicator {
     async fn write(&self, points: &[Point]) -> Result<(), minitrue_query::ClusterError> {
-        Replicator::write(self, points, &[]).await.map_err(|error| minitrue_query::ClusterError {
-            kind: error.kind(),
-            message: error.to_string(),
-        })
+        Replicator::write(self, points, &[]).await.map_err(cluster_error)
     }
+
+    async fn delete(
+        &self,
+        requests: &[DeleteRequest],
+    ) -> Result<u64, minitrue_query::ClusterError> {
+        Replicator::delete(self, requests).await.map_err(cluster_error)
+    }
+}
+
+fn cluster_error(error: ReplicationError) -> minitrue_query::ClusterError {
+    minitrue_query::ClusterError { kind: error.kind(), message: error.to_string() }
 }
 
 impl ReplicationError {
     /// How the doors report it: a missed quorum is the cluster being unavailable.
     pub fn kind(&self) -> minitrue_common::ErrorKind {
         match self {
-            ReplicationError::QuorumNotReached { .. } | ReplicationError::NoOwners => {
-                minitrue_common::ErrorKind::Unavailable
-            }
+            ReplicationError::QuorumNotReached { .. }
+            | ReplicationError::NoOwners
+            | ReplicationError::DeleteIncomplete { .. } => minitrue_common::ErrorKind::Unavailable,
             ReplicationError::Storage(error) => error.kind(),
         }
     }

@@ -79,6 +79,17 @@ impl Topology {
         status.member.addresses.as_ref()?.flight
     }
 
+    /// The part of the ring `node` is the primary owner of.
+    pub fn primary_tokens(&self, node: &NodeId) -> minitrue_common::TokenSet {
+        let intervals =
+            self.ring.ranges().filter(|range| range.owners.first() == Some(node)).flat_map(
+                |range| {
+                    minitrue_common::TokenSet::range(range.start, range.end).intervals().to_vec()
+                },
+            );
+        minitrue_common::TokenSet::from_intervals(intervals)
+    }
+
     /// Whether `node` is known and alive.
     pub fn is_alive(&self, node: &NodeId) -> bool {
         self.member(node).is_some_and(|status| status.member.alive)

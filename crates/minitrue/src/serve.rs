@@ -74,7 +74,8 @@ impl PointSink for ClusterSink {
     }
 }
 
-/// Replica writes from peers (a `DoPut` on the Flight door) go to the local engine.
+/// Replica writes from peers (a `DoPut` on the Flight door) and deletes (a `DoAction`) go to
+/// the local engine.
 struct ReplicaReceiver(Arc<Replicator>);
 
 #[async_trait::async_trait]
@@ -103,6 +104,26 @@ impl minitrue_server::ReplicaDoor for ReplicaReceiver {
             minitrue_server::ReplicaError { invalid: false, message: error.to_string() }
         })?;
         Ok(rows)
+    }
+
+    fn handles_action(&self, kind: &str) -> bool {
+        kind == minitrue_cluster::REPLICA_DELETE_ACTION
+    }
+
+    async fn action(
+        &self,
+        _kind: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, minitrue_server::ReplicaError> {
+        let requests: Vec<minitrue_storage::DeleteRequest> =
+            serde_json::from_slice(body).map_err(|error| minitrue_server::ReplicaError {
+                invalid: true,
+                message: format!("not a list of deletes: {error}"),
+            })?;
+        let deleted = self.0.apply_delete(&requests).await.map_err(|error| {
+            minitrue_server::ReplicaError { invalid: false, message: error.to_string() }
+        })?;
+        Ok(deleted.to_string().into_bytes())
     }
 }
 

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::Result as DfResult;
 use minitrue_common::{ErrorKind, Point};
+use minitrue_storage::DeleteRequest;
 
 use crate::tables::snapshot_table;
 
@@ -36,6 +37,10 @@ pub struct ClusterHooks {
 pub trait PointWriter: Send + Sync {
     /// Resolves once the points are durable on as many owners as the write quorum asks.
     async fn write(&self, points: &[Point]) -> Result<(), ClusterError>;
+
+    /// Applies the deletes on every node that holds ranges; resolves with the number of
+    /// points deleted, each counted once.
+    async fn delete(&self, requests: &[DeleteRequest]) -> Result<u64, ClusterError>;
 }
 
 /// Something the cluster could not do: place a write (too few owners reachable for the

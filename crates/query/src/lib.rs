@@ -45,7 +45,9 @@ pub use distributed::{
 pub use error::{QueryError, Result};
 pub use guard::DeleteGuard;
 pub use pushdown::ScanBounds;
-pub use readings::{batch_to_points, DeleteExec, ReadingsScanExec, ReadingsTable, STORAGE_ROWS};
+pub use readings::{
+    batch_to_points, delete_counted, DeleteExec, ReadingsScanExec, ReadingsTable, STORAGE_ROWS,
+};
 
 /// How a session is set up. [`QueryOptions::default`] is what a node uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -194,7 +194,7 @@ impl TableProvider for ReadingsTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.refuse_writes("delete from")?;
         let plan = delete_plan(&filters).map_err(QueryError::into_datafusion)?;
-        Ok(Arc::new(DeleteExec::new(self.engine.0.clone(), plan)))
+        Ok(Arc::new(DeleteExec::new(self.engine.0.clone(), plan, self.writer.clone())))
     }
 }
 
@@ -676,22 +676,34 @@ fn first_null(array: &ArrayRef) -> Option<usize> {
 /// is several deletes, so a failure part-way leaves the earlier ones applied. The returned
 /// count is taken from a scan just before deleting: points written concurrently into the
 /// deleted range are deleted but may not be counted.
-#[derive(Debug)]
+///
+/// In a cluster (`writer` set) the deletes go to every node holding ranges, through the
+/// writer, and the count is what their owners deleted.
 pub struct DeleteExec {
     engine: EngineRef,
     plan: DeletePlan,
+    writer: Option<Arc<dyn PointWriter>>,
     properties: Arc<PlanProperties>,
 }
 
+impl fmt::Debug for DeleteExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeleteExec")
+            .field("plan", &self.plan)
+            .field("cluster", &self.writer.is_some())
+            .finish()
+    }
+}
+
 impl DeleteExec {
-    fn new(engine: Arc<Engine>, plan: DeletePlan) -> Self {
+    fn new(engine: Arc<Engine>, plan: DeletePlan, writer: Option<Arc<dyn PointWriter>>) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(count_schema()),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
         );
-        DeleteExec { engine: EngineRef(engine), plan, properties: Arc::new(properties) }
+        DeleteExec { engine: EngineRef(engine), plan, writer, properties: Arc::new(properties) }
     }
 }
 
@@ -755,10 +767,21 @@ impl ExecutionPlan for DeleteExec {
         }
         let engine = self.engine.0.clone();
         let bounds = self.plan.bounds.clone();
+        let writer = self.writer.clone();
         let result = futures::stream::once(async move {
-            let deleted = run_delete(&engine, &bounds)
-                .await
-                .map_err(|error| QueryError::Storage(error).into_datafusion())?;
+            let deleted = match writer {
+                Some(writer) => {
+                    let requests = delete_requests(&bounds)
+                        .map_err(|error| QueryError::Storage(error).into_datafusion())?;
+                    writer
+                        .delete(&requests)
+                        .await
+                        .map_err(|error| QueryError::Cluster(error).into_datafusion())?
+                }
+                None => run_delete(&engine, &bounds)
+                    .await
+                    .map_err(|error| QueryError::Storage(error).into_datafusion())?,
+            };
             let count: ArrayRef = Arc::new(UInt64Array::from(vec![deleted]));
             Ok(RecordBatch::try_new(count_schema(), vec![count])?)
         });
@@ -766,35 +789,63 @@ impl ExecutionPlan for DeleteExec {
     }
 }
 
-async fn run_delete(engine: &Engine, bounds: &ScanBounds) -> Result<u64, StorageError> {
+/// The engine deletes `bounds` stands for: one per device (× metric when metrics are named);
+/// none when nothing can match.
+fn delete_requests(bounds: &ScanBounds) -> Result<Vec<DeleteRequest>, StorageError> {
     let Some(devices) = &bounds.device_ids else {
         // Ruled out by `delete_plan`; never turn a missing device into "every device".
         return Err(StorageError::InvalidRequest { reason: "delete needs a device_id".into() });
     };
     if bounds.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let mut request = ScanRequest::new(bounds.series_filter(), bounds.time);
-    request.projection = Some(vec![0]);
-    let counted: u64 = engine
-        .scan(request)?
-        .try_fold(0u64, |total, batch| async move { Ok(total + batch.num_rows() as u64) })
-        .await?;
     let metrics: Vec<Option<String>> = match &bounds.metrics {
         None => vec![None],
         Some(metrics) => metrics.iter().cloned().map(Some).collect(),
     };
-    for device_id in devices {
-        for metric in &metrics {
-            engine
-                .delete(DeleteRequest {
-                    device_id: device_id.clone(),
-                    metric: metric.clone(),
-                    time: bounds.time,
-                })
-                .await?;
-        }
+    Ok(devices
+        .iter()
+        .flat_map(|device_id| {
+            metrics.iter().map(|metric| DeleteRequest {
+                device_id: device_id.clone(),
+                metric: metric.clone(),
+                time: bounds.time,
+            })
+        })
+        .collect())
+}
+
+async fn run_delete(engine: &Engine, bounds: &ScanBounds) -> Result<u64, StorageError> {
+    let requests = delete_requests(bounds)?;
+    let counted = delete_counted(engine, &requests, None).await?;
+    tracing::info!(requests = requests.len(), points = counted, time = ?bounds.time, "sql delete");
+    Ok(counted)
+}
+
+/// Applies `requests` to `engine`; returns the points they covered just before, counting
+/// only series on `counted_tokens` when given (in a cluster, a node counts the series it is
+/// the primary owner of, so that each point is counted once).
+pub async fn delete_counted(
+    engine: &Engine,
+    requests: &[DeleteRequest],
+    counted_tokens: Option<&TokenSet>,
+) -> Result<u64, StorageError> {
+    let mut counted = 0u64;
+    for delete in requests {
+        let series = SeriesFilter {
+            device_ids: Some(vec![delete.device_id.clone()]),
+            metrics: delete.metric.clone().map(|metric| vec![metric]),
+            tokens: counted_tokens.cloned(),
+        };
+        let mut request = ScanRequest::new(series, delete.time);
+        request.projection = Some(vec![0]);
+        counted += engine
+            .scan(request)?
+            .try_fold(0u64, |total, batch| async move { Ok(total + batch.num_rows() as u64) })
+            .await?;
     }
-    tracing::info!(devices = devices.len(), points = counted, time = ?bounds.time, "sql delete");
+    for delete in requests {
+        engine.delete(delete.clone()).await?;
+    }
     Ok(counted)
 }

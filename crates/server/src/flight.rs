@@ -96,6 +96,10 @@ pub trait ReplicaDoor: Send + Sync {
     /// Stores the uploaded batches; returns the rows stored. The error is given to the
     /// sending node as `INVALID_ARGUMENT` when `invalid`, otherwise `UNAVAILABLE`.
     async fn put(&self, path: &[String], batches: Vec<RecordBatch>) -> Result<u64, ReplicaError>;
+    /// Whether a `DoAction` of this type is the cluster's (a delete sent to every node).
+    fn handles_action(&self, kind: &str) -> bool;
+    /// Carries out the action; its answer is the one result body.
+    async fn action(&self, kind: &str, body: &[u8]) -> Result<Vec<u8>, ReplicaError>;
 }
 
 /// Why a replica write was refused.
@@ -517,6 +521,26 @@ impl FlightSqlService for FlightSql {
     }
 
     /// A plain Flight DoPut: `FlightDescriptor.for_path("readings")`.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let Some(replicas) = self.replicas.as_ref().filter(|r| r.handles_action(&action.r#type))
+        else {
+            return Err(Status::invalid_argument(format!("unknown action {:?}", action.r#type)));
+        };
+        let answer = replicas.action(&action.r#type, &action.body).await.map_err(|error| {
+            if error.invalid {
+                Status::invalid_argument(error.message)
+            } else {
+                Status::unavailable(error.message)
+            }
+        })?;
+        let result = arrow_flight::Result { body: answer.into() };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+    }
+
     async fn do_put_fallback(
         &self,
         mut request: Request<PeekableFlightDataStream>,

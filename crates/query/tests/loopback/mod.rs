@@ -116,6 +116,16 @@ impl PointWriter for NoWrites {
             message: "loopback takes no writes".into(),
         })
     }
+
+    async fn delete(
+        &self,
+        _requests: &[minitrue_storage::DeleteRequest],
+    ) -> Result<u64, ClusterError> {
+        Err(ClusterError {
+            kind: ErrorKind::Unavailable,
+            message: "loopback takes no deletes".into(),
+        })
+    }
 }
 
 struct NoInfo;
