@@ -61,7 +61,7 @@ use minitrue_common::{ErrorKind, TimeRange, TokenSet};
 use minitrue_storage::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{AggregateFastPath, MiniTrueOptions};
+use crate::aggregate::{below_exchanges, AggregateFastPath, MiniTrueOptions};
 use crate::cluster::ClusterError;
 use crate::error::QueryError;
 use crate::pushdown::{ScanBounds, DEVICE_ID, METRIC};
@@ -194,78 +194,62 @@ fn reads_readings(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.children().into_iter().any(reads_readings)
 }
 
-/// Operators that work row by row (or only move batches) down to one `readings` scan: what
-/// gives the same rows whether it runs on each node's share or on all of them. A limit
-/// anywhere (a fetch) is not: it counts across all nodes.
-fn row_local(plan: &Arc<dyn ExecutionPlan>) -> bool {
+/// Operators that work row by row (or only move batches): what gives the same rows whether
+/// it runs on each node's share or on all of them.
+const ROW_LOCAL: &[&str] =
+    &["FilterExec", "ProjectionExec", "CoalesceBatchesExec", "RepartitionExec", "CooperativeExec"];
+
+/// The [`ROW_LOCAL`] operators that keep the scan's column names (no projection).
+const NAME_KEEPING: &[&str] =
+    &["FilterExec", "CoalesceBatchesExec", "RepartitionExec", "CooperativeExec"];
+
+/// Whether `plan` is a chain of `passes` operators down to one `readings` scan of the whole
+/// cluster. A limit anywhere (a fetch) breaks the chain: it counts across all nodes.
+fn chain_to_scan(plan: &Arc<dyn ExecutionPlan>, passes: &[&str]) -> bool {
     if plan.fetch().is_some() {
         return false;
     }
     if let Some(scan) = plan.downcast_ref::<ReadingsScanExec>() {
         return !scan.local_only();
     }
-    let passes_rows = matches!(
-        plan.name(),
-        "FilterExec"
-            | "ProjectionExec"
-            | "CoalesceBatchesExec"
-            | "RepartitionExec"
-            | "CooperativeExec"
-    );
     match plan.children().as_slice() {
-        [child] if passes_rows => row_local(child),
+        [child] if passes.contains(&plan.name()) => chain_to_scan(child, passes),
         _ => false,
     }
 }
 
-/// Operators below an aggregate that keep the scan's column names.
-fn below_renaming_free(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-    let mut plan = plan.clone();
-    loop {
-        if let Some(scan) = plan.downcast_ref::<ReadingsScanExec>() {
-            return (!scan.local_only()).then_some(plan);
-        }
-        if !matches!(
-            plan.name(),
-            "FilterExec" | "CoalesceBatchesExec" | "RepartitionExec" | "CooperativeExec"
-        ) {
-            return None;
-        }
-        let child = plan.children().first().map(|child| (*child).clone())?;
-        plan = child;
-    }
+fn row_local(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    chain_to_scan(plan, ROW_LOCAL)
 }
 
 /// Whether `aggregate` (a whole one: `Single`, or `Final` over its `Partial`) groups by both
 /// `device_id` and `metric` of the scan below, so that each of its groups is whole on one node.
 fn groups_whole_series(aggregate: &AggregateExec) -> bool {
-    let raw = match aggregate.mode() {
-        AggregateMode::Single | AggregateMode::SinglePartitioned => aggregate,
+    if aggregate.limit_options().is_some() {
+        return false;
+    }
+    match aggregate.mode() {
+        AggregateMode::Single | AggregateMode::SinglePartitioned => {
+            raw_groups_whole_series(aggregate)
+        }
         AggregateMode::Final | AggregateMode::FinalPartitioned => {
-            let mut below = aggregate.input().clone();
-            while matches!(
-                below.name(),
-                "RepartitionExec" | "CoalescePartitionsExec" | "CoalesceBatchesExec"
-            ) {
-                let Some(child) = below.children().first().map(|c| (*c).clone()) else {
-                    return false;
-                };
-                below = child;
-            }
+            let below = below_exchanges(aggregate.input());
             match below.downcast_ref::<AggregateExec>() {
                 Some(partial) if *partial.mode() == AggregateMode::Partial => {
-                    return raw_groups_whole_series(partial);
+                    raw_groups_whole_series(partial)
                 }
-                _ => return false,
+                _ => false,
             }
         }
-        AggregateMode::Partial | AggregateMode::PartialReduce => return false,
-    };
-    raw_groups_whole_series(raw)
+        AggregateMode::Partial | AggregateMode::PartialReduce => false,
+    }
 }
 
 fn raw_groups_whole_series(raw: &AggregateExec) -> bool {
-    if !raw.group_expr().is_single() || below_renaming_free(raw.input()).is_none() {
+    if !raw.group_expr().is_single()
+        || raw.limit_options().is_some()
+        || !chain_to_scan(raw.input(), NAME_KEEPING)
+    {
         return false;
     }
     let input = raw.input().schema();

@@ -253,6 +253,8 @@ fn other_queries() -> Vec<String> {
         "SELECT device_id, avg(value) FILTER (WHERE metric = 'humidity') FROM readings GROUP BY device_id".to_string(),
         "SELECT time_bucket('1 hour', time, 'Europe/Paris') AS b, avg(value) FROM readings GROUP BY b".to_string(),
         "SELECT sum(value + 1) FROM readings".to_string(),
+        // A limit below a per-series aggregate counts across the cluster, not per node.
+        "SELECT sum(n) FROM (SELECT device_id, metric, count(*) AS n FROM (SELECT * FROM readings LIMIT 5) GROUP BY device_id, metric)".to_string(),
     ]
 }
 

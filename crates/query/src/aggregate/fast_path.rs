@@ -89,7 +89,7 @@ fn fast_path_node(node: Arc<dyn ExecutionPlan>) -> DfResult<Transformed<Arc<dyn 
 }
 
 /// Skips operators that only move or regroup batches.
-fn below_exchanges(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+pub(crate) fn below_exchanges(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     let mut plan = plan.clone();
     while matches!(
         plan.name(),

@@ -30,6 +30,7 @@ use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
 
 pub use exact::{ExactAggregate, ExactKind};
+pub(crate) use fast_path::below_exchanges;
 pub use fast_path::{AggregateFastPath, ReadingsAggregateExec};
 
 extensions_options! {
