@@ -23,11 +23,14 @@ FAST_GOSSIP = ("--gossip-interval-ms", "100")
 
 def start_cluster(nodes, tmp_path, *extra):
     """Starts node1, then node2 and node3 with node1 as their seed, appending each to `nodes`
-    as it starts (so the caller stops whatever did start)."""
+    as it starts (so the caller stops whatever did start); returns once every node sees all
+    three live and active."""
     nodes.append(Node(tmp_path / "node1", "--node-id", "node1", *FAST_GOSSIP, *extra).start())
     seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
     for name in NAMES[1:]:
         nodes.append(Node(tmp_path / name, "--node-id", name, *seeds, *FAST_GOSSIP, *extra).start())
+    for node in nodes:
+        wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
 
 
 def started(node, name):
@@ -49,8 +52,6 @@ def test_three_nodes_share_one_view_of_members_and_ring(tmp_path):
     nodes = []
     try:
         start_cluster(nodes, tmp_path, "--replication-factor", "2", "--dead-node-timeout", "8")
-        for node in nodes:
-            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
 
         # Every node computes the same ring: 150 tokens per node, two distinct owners each.
         ring_sql = "SELECT range_start, range_end, replica, node_id FROM system.ring ORDER BY range_end, replica"
@@ -148,8 +149,6 @@ def test_writes_reach_every_owner_and_missed_ones_wait_as_hints(tmp_path):
     nodes = []
     try:
         start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "1")
-        for node in nodes:
-            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
 
         # Written through node1, each series lands on exactly its two owners, whole.
         assert write_points(nodes[0], 0, 10)[0] == 204
@@ -194,8 +193,6 @@ def test_a_write_that_misses_its_quorum_is_refused(tmp_path):
     nodes = []
     try:
         start_cluster(nodes, tmp_path, "--replication-factor", "3", "--write-quorum", "3")
-        for node in nodes:
-            wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
         assert write_points(nodes[0], 0, 2)[0] == 204
         nodes[2].kill()
         wait_until("node3 seen dead", lambda: view(nodes[0])["node3"][1] == "f", 30)
@@ -273,8 +270,6 @@ def test_every_node_answers_every_query_with_the_single_node_answer(tmp_path, rf
         reference = None
         try:
             start_cluster(nodes, tmp_path, "--replication-factor", str(rf), "--broker", f"mqtt://127.0.0.1:{broker}")
-            for node in nodes:
-                wait_until("every node sees three live active nodes", lambda: all_serving(node), 60)
             publisher = Publisher(broker, client_id="cluster-publisher")
             for metric in METRICS:
                 for device in DEVICES:

@@ -152,10 +152,6 @@ pub async fn session_in_cluster(
         readings = readings.with_writer(hooks.writer.clone());
     }
     let readings = Arc::new(readings);
-    let local_readings = Arc::new(
-        ReadingsTable::new(engine.clone(), options.scan_batch_rows, options.insert_chunk_rows)
-            .local_copy(),
-    );
     let devices: Arc<dyn TableProvider> = Arc::new(BaseTable(tables::devices_table(&engine)?));
     let public = BuiltinSchema::new([
         ("readings", readings as Arc<dyn TableProvider>),
@@ -168,7 +164,10 @@ pub async fn session_in_cluster(
         ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
     ];
     if let Some(hooks) = cluster {
-        system_tables.push(("local_readings", local_readings as Arc<dyn TableProvider>));
+        let local_readings =
+            ReadingsTable::new(engine.clone(), options.scan_batch_rows, options.insert_chunk_rows)
+                .local_copy();
+        system_tables.push(("local_readings", Arc::new(local_readings) as Arc<dyn TableProvider>));
         system_tables.push(("nodes", cluster::nodes_table(hooks.info.clone())?));
         system_tables.push(("ring", cluster::ring_table(hooks.info)?));
     }

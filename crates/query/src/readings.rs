@@ -1,6 +1,7 @@
 //! The `readings` table: a [`TableProvider`] over [`Engine::scan`] (reads), [`Engine::write`]
 //! (`INSERT`) and [`Engine::delete`] (`DELETE`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
-use minitrue_common::{Point, SeriesKey, TokenSet};
+use minitrue_common::{Point, SeriesKey, TimeRange, TimestampNs, TokenSet};
 use minitrue_storage::{
     readings_schema, DeleteRequest, Engine, ScanRequest, SeriesFilter, StorageError,
 };
@@ -830,14 +831,22 @@ pub async fn delete_counted(
     requests: &[DeleteRequest],
     counted_tokens: Option<&TokenSet>,
 ) -> Result<u64, StorageError> {
-    let mut counted = 0u64;
+    // One counting scan per (metric, time) the requests share, over all their devices: a
+    // SQL delete is one request per device (and metric), all with the same time range.
+    let mut groups: BTreeMap<(Option<&str>, TimestampNs, TimestampNs), Vec<String>> =
+        BTreeMap::new();
     for delete in requests {
+        let key = (delete.metric.as_deref(), delete.time.start, delete.time.end);
+        groups.entry(key).or_default().push(delete.device_id.clone());
+    }
+    let mut counted = 0u64;
+    for ((metric, start, end), device_ids) in groups {
         let series = SeriesFilter {
-            device_ids: Some(vec![delete.device_id.clone()]),
-            metrics: delete.metric.clone().map(|metric| vec![metric]),
+            device_ids: Some(device_ids),
+            metrics: metric.map(|metric| vec![metric.to_string()]),
             tokens: counted_tokens.cloned(),
         };
-        let mut request = ScanRequest::new(series, delete.time);
+        let mut request = ScanRequest::new(series, TimeRange::new(start, end));
         request.projection = Some(vec![0]);
         counted += engine
             .scan(request)?
