@@ -3,14 +3,17 @@
 //!
 //! Layout: `<dir>/<hex of node id>/<sequence>.hint`, one file per missed write, an Arrow IPC
 //! stream of the points (in `readings`' schema) whose schema metadata carries the series'
-//! tags. A file is written to a temporary name, synced and renamed, so a crash leaves whole
-//! hints or none. Delivery takes a node's hints in sequence order and deletes each once the
-//! owner has acknowledged it; a replay after a crash may deliver a hint twice, which is
-//! harmless (a point is keyed by series and time).
+//! tags; `<sequence>.delete`, one file per missed delete, the JSON list of its requests.
+//! Writes and deletes share one numbering, so a node receives them in the order they
+//! happened (a write, the delete that removes it, a later write the delete must not touch).
+//! A file is written to a temporary name, synced and renamed, so a crash leaves whole hints
+//! or none. Delivery takes a node's hints in sequence order and deletes each once the owner
+//! has acknowledged it; a replay after a crash may deliver a hint twice, which is harmless (a
+//! point is keyed by series and time, and a delete removes what it removes once).
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use minitrue_common::{Point, SeriesKey};
-use minitrue_storage::Tags;
+use minitrue_storage::{DeleteRequest, Tags};
 
 use crate::peer::{batch_to_points, decode_tags, encode_tags, points_to_batch};
 use crate::ring::NodeId;
@@ -36,12 +39,21 @@ pub enum HintError {
     Damaged { path: PathBuf, reason: String },
 }
 
-/// A missed write, read back for delivery.
+const WRITE_EXTENSION: &str = "hint";
+const DELETE_EXTENSION: &str = "delete";
+
+/// A missed write or delete, read back for delivery.
 #[derive(Debug)]
 pub struct Hint {
     pub path: PathBuf,
-    pub points: Vec<Point>,
-    pub series_tags: Vec<(SeriesKey, Tags)>,
+    pub missed: Missed,
+}
+
+/// What a hint holds.
+#[derive(Debug, PartialEq)]
+pub enum Missed {
+    Write { points: Vec<Point>, series_tags: Vec<(SeriesKey, Tags)> },
+    Delete(Vec<DeleteRequest>),
 }
 
 /// The hints directory of one node.
@@ -79,6 +91,24 @@ impl HintStore {
         points: &[Point],
         series_tags: &[(SeriesKey, Tags)],
     ) -> Result<PathBuf, HintError> {
+        let bytes = points_ipc(points, series_tags)
+            .map_err(|reason| HintError::Damaged { path: self.node_dir(node), reason })?;
+        self.keep(node, WRITE_EXTENSION, &bytes)
+    }
+
+    /// Keeps a delete for `node`, durably, after the hints already kept for it (blocking).
+    pub fn store_delete(
+        &self,
+        node: &NodeId,
+        requests: &[DeleteRequest],
+    ) -> Result<PathBuf, HintError> {
+        let bytes = serde_json::to_vec(requests)
+            .map_err(|e| HintError::Damaged { path: self.node_dir(node), reason: e.to_string() })?;
+        self.keep(node, DELETE_EXTENSION, &bytes)
+    }
+
+    /// Writes the next hint of `node` whole or not at all.
+    fn keep(&self, node: &NodeId, extension: &str, bytes: &[u8]) -> Result<PathBuf, HintError> {
         let dir = self.node_dir(node);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -86,20 +116,10 @@ impl HintStore {
         };
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{sequence:020}.hint"));
+        let path = dir.join(format!("{sequence:020}.{extension}"));
         let temporary = dir.join(format!("{sequence:020}.tmp"));
-        let damaged = |reason: String| HintError::Damaged { path: path.clone(), reason };
-        let batch = points_to_batch(points).map_err(|e| damaged(e.to_string()))?;
-        let metadata = HashMap::from([(TAGS_KEY.to_string(), encode_tags(series_tags))]);
-        let schema = Schema::new_with_metadata(batch.schema().fields().clone(), metadata);
-        let batch = RecordBatch::try_new(Arc::new(schema.clone()), batch.columns().to_vec())
-            .map_err(|e| damaged(e.to_string()))?;
-        let file = fs::File::create(&temporary).map_err(io(&temporary))?;
-        let mut writer =
-            StreamWriter::try_new(file, &schema).map_err(|e| damaged(e.to_string()))?;
-        writer.write(&batch).map_err(|e| damaged(e.to_string()))?;
-        writer.finish().map_err(|e| damaged(e.to_string()))?;
-        let file = writer.into_inner().map_err(|e| damaged(e.to_string()))?;
+        let mut file = fs::File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(bytes).map_err(io(&temporary))?;
         file.sync_all().map_err(io(&temporary))?;
         fs::rename(&temporary, &path).map_err(io(&path))?;
         fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
@@ -121,7 +141,9 @@ impl HintStore {
             let mut hints: Vec<PathBuf> = files
                 .flatten()
                 .map(|f| f.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "hint"))
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == WRITE_EXTENSION || e == DELETE_EXTENSION)
+                })
                 .collect();
             if hints.is_empty() {
                 continue;
@@ -135,23 +157,58 @@ impl HintStore {
     /// Reads one hint (blocking).
     pub fn read(path: &Path) -> Result<Hint, HintError> {
         let damaged = |reason: String| HintError::Damaged { path: path.to_path_buf(), reason };
-        let file = fs::File::open(path)
-            .map_err(|source| HintError::Io { path: path.to_path_buf(), source })?;
-        let reader = StreamReader::try_new(file, None).map_err(|e| damaged(e.to_string()))?;
-        let tags_text = reader.schema().metadata().get(TAGS_KEY).cloned().unwrap_or_default();
-        let series_tags = decode_tags(&tags_text).map_err(|e| damaged(e.to_string()))?;
-        let mut points = Vec::new();
-        for batch in reader {
-            let batch = batch.map_err(|e| damaged(e.to_string()))?;
-            points.extend(batch_to_points(&batch).map_err(|e| damaged(e.to_string()))?);
-        }
-        Ok(Hint { path: path.to_path_buf(), points, series_tags })
+        let bytes =
+            fs::read(path).map_err(|source| HintError::Io { path: path.to_path_buf(), source })?;
+        let missed = if path.extension().is_some_and(|e| e == DELETE_EXTENSION) {
+            Missed::Delete(serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?)
+        } else {
+            let (points, series_tags) = points_from_ipc(&bytes).map_err(damaged)?;
+            Missed::Write { points, series_tags }
+        };
+        Ok(Hint { path: path.to_path_buf(), missed })
+    }
+
+    /// How long ago a hint was kept (blocking); `None` when that cannot be told.
+    pub fn age(path: &Path) -> Option<std::time::Duration> {
+        fs::metadata(path).ok()?.modified().ok()?.elapsed().ok()
     }
 
     /// Forgets a delivered hint (blocking).
     pub fn remove(path: &Path) -> Result<(), HintError> {
         fs::remove_file(path).map_err(|source| HintError::Io { path: path.to_path_buf(), source })
     }
+}
+
+/// Points and their series' tags as one Arrow IPC stream in `readings`' schema, the tags in
+/// the schema's metadata: the form of a write hint and of the points a repair exchanges.
+pub(crate) fn points_ipc(
+    points: &[Point],
+    series_tags: &[(SeriesKey, Tags)],
+) -> Result<Vec<u8>, String> {
+    let batch = points_to_batch(points).map_err(|e| e.to_string())?;
+    let metadata = HashMap::from([(TAGS_KEY.to_string(), encode_tags(series_tags))]);
+    let schema = Schema::new_with_metadata(batch.schema().fields().clone(), metadata);
+    let batch = RecordBatch::try_new(Arc::new(schema.clone()), batch.columns().to_vec())
+        .map_err(|e| e.to_string())?;
+    let mut writer = StreamWriter::try_new(Vec::new(), &schema).map_err(|e| e.to_string())?;
+    writer.write(&batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    writer.into_inner().map_err(|e| e.to_string())
+}
+
+/// What [`points_ipc`] wrote; refuses anything else with the reason.
+pub(crate) type PointsAndTags = (Vec<Point>, Vec<(SeriesKey, Tags)>);
+
+pub(crate) fn points_from_ipc(bytes: &[u8]) -> Result<PointsAndTags, String> {
+    let reader = StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
+    let tags_text = reader.schema().metadata().get(TAGS_KEY).cloned().unwrap_or_default();
+    let series_tags = decode_tags(&tags_text).map_err(|e| e.to_string())?;
+    let mut points = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        points.extend(batch_to_points(&batch).map_err(|e| e.to_string())?);
+    }
+    Ok((points, series_tags))
 }
 
 fn node_of_dir(name: &str) -> Option<NodeId> {
@@ -189,10 +246,16 @@ mod tests {
         let pending = store.pending().unwrap();
         let files = &pending[&node];
         assert_eq!(files.len(), 2);
-        let first = HintStore::read(&files[0]).unwrap();
-        assert_eq!(first.points.iter().map(|p| p.time).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(first.series_tags, tags);
-        assert_eq!(HintStore::read(&files[1]).unwrap().points.len(), 1);
+        let Missed::Write { points, series_tags } = HintStore::read(&files[0]).unwrap().missed
+        else {
+            panic!("a write hint")
+        };
+        assert_eq!(points.iter().map(|p| p.time).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(series_tags, tags);
+        assert!(matches!(
+            HintStore::read(&files[1]).unwrap().missed,
+            Missed::Write { points, .. } if points.len() == 1
+        ));
         // Numbering continues after the hints already there.
         let third = store.store(&node, &[point(4)], &[]).unwrap();
         assert!(third > files[1]);
@@ -201,5 +264,36 @@ mod tests {
 
         fs::write(&files[1], b"not arrow").unwrap();
         assert!(matches!(HintStore::read(&files[1]), Err(HintError::Damaged { .. })));
+    }
+
+    #[test]
+    fn deletes_wait_in_order_between_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SeriesKey::new("s1", "temperature").unwrap();
+        let store = HintStore::open(dir.path()).unwrap();
+        let node = NodeId::new("node3");
+        let delete = DeleteRequest {
+            device_id: "s1".into(),
+            metric: None,
+            time: minitrue_common::TimeRange::new(0, 10),
+        };
+        store.store(&node, &[Point { series: key.clone(), time: 1, value: 1.0 }], &[]).unwrap();
+        store.store_delete(&node, std::slice::from_ref(&delete)).unwrap();
+        store.store(&node, &[Point { series: key, time: 2, value: 2.0 }], &[]).unwrap();
+        let pending = store.pending().unwrap();
+        let kinds: Vec<&'static str> = pending[&node]
+            .iter()
+            .map(|path| match HintStore::read(path).unwrap().missed {
+                Missed::Write { .. } => "write",
+                Missed::Delete(requests) => {
+                    assert_eq!(requests, [delete.clone()]);
+                    "delete"
+                }
+            })
+            .collect();
+        assert_eq!(kinds, ["write", "delete", "write"]);
+        assert!(HintStore::age(&pending[&node][0]).is_some());
+        fs::write(&pending[&node][1], b"[{").unwrap();
+        assert!(matches!(HintStore::read(&pending[&node][1]), Err(HintError::Damaged { .. })));
     }
 }

@@ -6,19 +6,22 @@
 //! - [`replicate`]: writes go to every owner of their series, with a write quorum; missed
 //!   writes wait as [`hints`] until their owner is back. Peers talk Arrow Flight ([`peer`]).
 //! - [`reads`]: queries read one live owner per range, running plan fragments on peers.
+//! - [`repair`]: anti-entropy; owners of the same ranges compare Merkle digests and copy
+//!   each other what they lack (also how a restarted or new node catches up).
 
 pub mod hints;
 pub mod membership;
 pub mod peer;
 pub mod reads;
+pub mod repair;
 pub mod replicate;
 pub mod ring;
 pub mod topology;
 
 pub use hints::{HintError, HintStore};
 pub use membership::{
-    Member, Membership, MembershipChanges, MembershipConfig, MembershipError, NodeAddresses,
-    NodeState,
+    LocalKeys, Member, Membership, MembershipChanges, MembershipConfig, MembershipError,
+    NodeAddresses, NodeState,
 };
 pub use peer::{PeerError, ReplicaWrite, REPLICA_DELETE_ACTION, REPLICA_WRITE_PATH};
 pub use reads::ClusterReads;

@@ -31,6 +31,9 @@ const KEY_STATE: &str = "state";
 const KEY_HTTP: &str = "http";
 const KEY_POSTGRES: &str = "pg";
 const KEY_FLIGHT: &str = "flight";
+/// The nodes this node keeps hints for (a JSON list of ids): repair waits until they are
+/// delivered, or it could bring back points a hinted delete removes.
+const KEY_HINTS_FOR: &str = "hints_for";
 
 /// Why membership could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,10 @@ pub enum MembershipError {
 pub enum NodeState {
     /// Up, receiving the ranges it will own; not yet asked to answer for them.
     Joining,
+    /// Just started: owns its ranges and takes writes, but may lack what it missed while it
+    /// was down, so reads ask it only when no active owner of a range is left. It turns
+    /// active once the hints kept for it are delivered and it has repaired its ranges.
+    Recovering,
     /// Owns its ranges.
     Active,
     /// Handing its ranges to the others before it stops.
@@ -57,6 +64,7 @@ impl NodeState {
     pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Joining => "joining",
+            NodeState::Recovering => "recovering",
             NodeState::Active => "active",
             NodeState::Leaving => "leaving",
         }
@@ -75,6 +83,7 @@ impl FromStr for NodeState {
     fn from_str(text: &str) -> Result<Self, ()> {
         match text {
             "joining" => Ok(NodeState::Joining),
+            "recovering" => Ok(NodeState::Recovering),
             "active" => Ok(NodeState::Active),
             "leaving" => Ok(NodeState::Leaving),
             _ => Err(()),
@@ -138,6 +147,8 @@ pub struct Member {
     /// `None` until the node's gossip keys have arrived.
     pub state: Option<NodeState>,
     pub addresses: Option<NodeAddresses>,
+    /// The nodes it keeps hints for (missed writes and deletes not delivered yet).
+    pub hints_for: Vec<NodeId>,
     /// The failure detector's view: false once the node has been silent too long.
     pub alive: bool,
     /// Whether this is the node itself.
@@ -233,6 +244,7 @@ impl Membership {
                 gossip_address: id.gossip_advertise_addr,
                 state: state.get(KEY_STATE).and_then(|s| s.parse().ok()),
                 addresses: addresses_of(state),
+                hints_for: hints_for_of(state),
                 alive: live.contains(id),
                 local: *id == self.local,
             };
@@ -248,8 +260,13 @@ impl Membership {
 
     /// Announces a new state of this node to the cluster.
     pub async fn set_state(&self, state: NodeState) {
-        let chitchat = self.handle.chitchat();
-        chitchat.lock().await.self_node_state().set(KEY_STATE, state.as_str());
+        self.local_keys().set_state(state).await;
+    }
+
+    /// A handle that announces this node's state and hints, usable after the membership
+    /// itself moved elsewhere.
+    pub fn local_keys(&self) -> LocalKeys {
+        LocalKeys { chitchat: self.handle.chitchat() }
     }
 
     /// A receiver of change notices: each resolves at the next change of the live set or of
@@ -264,6 +281,26 @@ impl Membership {
         if let Err(error) = self.handle.shutdown().await {
             tracing::warn!(%error, "gossip did not stop cleanly");
         }
+    }
+}
+
+/// Announces what other nodes must know of this one: its state and the nodes it keeps
+/// hints for. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalKeys {
+    chitchat: std::sync::Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+}
+
+impl LocalKeys {
+    pub async fn set_state(&self, state: NodeState) {
+        self.chitchat.lock().await.self_node_state().set(KEY_STATE, state.as_str());
+    }
+
+    /// Announces the nodes this node keeps hints for (sorted, no duplicates).
+    pub async fn set_hints_for(&self, nodes: &[NodeId]) {
+        let ids: Vec<&str> = nodes.iter().map(NodeId::as_str).collect();
+        let text = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
+        self.chitchat.lock().await.self_node_state().set(KEY_HINTS_FOR, text);
     }
 }
 
@@ -287,6 +324,15 @@ fn addresses_of(state: &GossipState) -> Option<NodeAddresses> {
         postgres: optional(KEY_POSTGRES),
         flight: optional(KEY_FLIGHT),
     })
+}
+
+/// The nodes a node announced hints for; none when it announced nothing readable.
+fn hints_for_of(state: &GossipState) -> Vec<NodeId> {
+    state
+        .get(KEY_HINTS_FOR)
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .map(|ids| ids.into_iter().map(NodeId::new).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -30,9 +30,19 @@ use tonic::transport::{Channel, Endpoint};
 /// The first two elements of a replica write's path descriptor.
 pub const REPLICA_WRITE_PATH: [&str; 2] = ["minitrue", "replica-write"];
 
-/// The Flight action type of a delete sent to every node of the ring; its body is the JSON
-/// list of [`DeleteRequest`]s, its one result the JSON count of points deleted.
+/// The Flight action type of a delete sent to every node of the ring; its body is a JSON
+/// [`DeleteAction`], its one result the JSON count of points deleted in the ranges the
+/// action names for counting.
 pub const REPLICA_DELETE_ACTION: &str = "minitrue.replica-delete";
+
+/// A delete as it travels to a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteAction {
+    pub requests: Vec<DeleteRequest>,
+    /// The ring positions whose deleted points this node counts (each point is counted by
+    /// one node only); empty for a delivered hint.
+    pub counted: minitrue_common::TokenSet,
+}
 
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -194,26 +204,47 @@ impl Peers {
         Ok(())
     }
 
-    /// Applies `requests` on the peer at `address`; resolves with the points it counted.
+    /// Applies `requests` on the peer at `address`; resolves with the points it deleted in
+    /// the series on `counted`.
     pub async fn delete_replica(
         &self,
         address: SocketAddr,
         requests: &[DeleteRequest],
+        counted: &minitrue_common::TokenSet,
     ) -> Result<u64, PeerError> {
+        let action = DeleteAction { requests: requests.to_vec(), counted: counted.clone() };
+        let body = serde_json::to_vec(&action)
+            .map_err(|e| PeerError::Call { address, message: e.to_string() })?;
+        let count = self.action(address, REPLICA_DELETE_ACTION, body).await?;
+        serde_json::from_slice(&count)
+            .map_err(|e| PeerError::Call { address, message: format!("bad delete result: {e}") })
+    }
+
+    /// Runs the Flight action `kind` with `body` on the peer at `address` and returns its one
+    /// result (any size the door sends).
+    pub async fn action(
+        &self,
+        address: SocketAddr,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, PeerError> {
         let call = |message: String| PeerError::Call { address, message };
-        let body = serde_json::to_vec(requests).map_err(|e| call(e.to_string()))?;
-        let mut client = self.client(address)?;
-        let results: Vec<bytes::Bytes> = client
-            .do_action(arrow_flight::Action::new(REPLICA_DELETE_ACTION, body))
+        let mut client = FlightServiceClient::new(self.channel(address)?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let action = arrow_flight::Action::new(kind, body);
+        let results: Vec<arrow_flight::Result> = client
+            .do_action(action)
             .await
-            .map_err(|e| call(e.to_string()))?
+            .map_err(|status| call(status.message().to_string()))?
+            .into_inner()
             .try_collect()
             .await
-            .map_err(|e| call(e.to_string()))?;
-        let [count] = results.as_slice() else {
-            return Err(call(format!("{} results to a delete, not one", results.len())));
-        };
-        serde_json::from_slice(count).map_err(|e| call(format!("bad delete result: {e}")))
+            .map_err(|status| call(status.message().to_string()))?;
+        match <[arrow_flight::Result; 1]>::try_from(results) {
+            Ok([result]) => Ok(result.body),
+            Err(results) => Err(call(format!("{} results to {kind}, not one", results.len()))),
+        }
     }
 
     /// Runs a plan fragment on the peer at `address` (a `DoGet` whose ticket is

@@ -4,7 +4,8 @@
 //! Each range of the ring is answered by exactly one of its owners, so no series is counted
 //! twice: this node where it is an owner (its data costs no network), otherwise the first
 //! owner in ring order that is alive, has a Flight door and was not excluded by the query
-//! (one it already failed to reach). A range whose owners are all down fails the query.
+//! (one it already failed to reach). Owners still recovering are asked only where no active
+//! owner is left. A range whose owners are all down fails the query.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,11 +97,15 @@ pub fn assign(
         if part.is_empty() {
             continue;
         }
-        let owner = if range.owners.contains(&topology.local) && usable(&topology.local) {
-            Some(&topology.local)
-        } else {
-            range.owners.iter().find(|owner| usable(owner))
-        };
+        let local_owner = range.owners.contains(&topology.local).then_some(&topology.local);
+        // A recovering owner may lack what it missed while down: it answers only where no
+        // active owner is left (a whole cluster restarting, say).
+        let active = |node: &&NodeId| usable(node) && !topology.is_recovering(node);
+        let owner = local_owner
+            .filter(active)
+            .or_else(|| range.owners.iter().find(active))
+            .or_else(|| local_owner.filter(|node| usable(node)))
+            .or_else(|| range.owners.iter().find(|owner| usable(owner)));
         let Some(owner) = owner else {
             let owners: Vec<String> = range
                 .owners
@@ -210,6 +215,7 @@ mod tests {
                         postgres: None,
                         flight: Some(address),
                     }),
+                    hints_for: Vec::new(),
                     alive: *alive,
                     local: *name == local,
                 },

@@ -5,7 +5,11 @@
 //!
 //! An owner that is down, or whose call fails, misses the write: the points are kept for it
 //! as a hint on this node ([`HintStore`]) and delivered when it is back. Hints do not count
-//! toward the quorum.
+//! toward the quorum. Deletes go to every node holding ranges; one that is down gets the
+//! delete as a hint too, in order with its write hints. The nodes this node keeps hints for
+//! are announced in gossip, so that no repair runs before they are delivered. Hints for a
+//! node that has been gone (out of the ring) for longer than `max_hint_age` are dropped:
+//! its ranges have passed to other nodes, which repair brings up to date.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minitrue_common::{Metric, MetricsSource};
-use minitrue_common::{Point, SeriesKey};
+use minitrue_common::{Point, SeriesKey, TokenSet};
 use minitrue_storage::{DeleteRequest, Engine, StorageError, Tags};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::hints::{HintError, HintStore};
+use crate::hints::{HintError, HintStore, Missed};
+use crate::membership::LocalKeys;
 use crate::peer::{PeerError, Peers, ReplicaWrite};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
@@ -36,6 +42,8 @@ pub enum ReplicationError {
          the others and can be retried"
     )]
     DeleteIncomplete { failures: String },
+    #[error("the delete cannot be counted: {0}")]
+    DeleteUncountable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -50,6 +58,8 @@ pub struct ReplicationConfig {
     pub peer_timeout: Duration,
     /// How often waiting hints are offered to owners that are back.
     pub hint_interval: Duration,
+    /// Hints for a node that is out of the ring (gone) are dropped once this old.
+    pub max_hint_age: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -58,6 +68,7 @@ impl Default for ReplicationConfig {
             write_quorum: 2,
             peer_timeout: Duration::from_secs(10),
             hint_interval: Duration::from_secs(1),
+            max_hint_age: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -72,6 +83,8 @@ struct Counters {
     hints_stored: AtomicU64,
     hints_delivered: AtomicU64,
     hints_damaged: AtomicU64,
+    hints_expired: AtomicU64,
+    delete_hints_stored: AtomicU64,
 }
 
 /// The write path of a node in a cluster.
@@ -82,6 +95,10 @@ pub struct Replicator {
     hints: Arc<HintStore>,
     config: ReplicationConfig,
     counters: Arc<Counters>,
+    /// Announces the nodes hints are kept for; `None` outside a running cluster (tests).
+    announce: Option<LocalKeys>,
+    /// What was last announced (or is being announced), sorted.
+    announced: Mutex<Vec<NodeId>>,
 }
 
 /// The points one owner gets from a write.
@@ -97,6 +114,7 @@ impl Replicator {
         engine: Arc<Engine>,
         hints: Arc<HintStore>,
         config: ReplicationConfig,
+        announce: Option<LocalKeys>,
     ) -> Arc<Replicator> {
         Arc::new(Replicator {
             topology,
@@ -105,6 +123,8 @@ impl Replicator {
             hints,
             config,
             counters: Arc::new(Counters::default()),
+            announce,
+            announced: Mutex::new(Vec::new()),
         })
     }
 
@@ -119,6 +139,8 @@ impl Replicator {
         if points.is_empty() && series_tags.is_empty() {
             return Ok(());
         }
+        // A node that has not heard the cluster yet would place points on a ring of itself.
+        self.topology.settled().await;
         let topology = self.topology.current();
         let ring = &topology.ring;
         if ring.is_empty() {
@@ -247,33 +269,108 @@ impl Replicator {
         match stored {
             Ok(Ok(_)) => {
                 self.counters.hints_stored.fetch_add(1, Ordering::Relaxed);
+                self.announce_hint_for(node).await;
             }
             Ok(Err(error)) => tracing::error!(%error, node = %node, "a hint could not be kept"),
             Err(error) => tracing::error!(%error, node = %node, "a hint could not be kept"),
         }
     }
 
+    /// Keeps a delete for `node`; an error when it could not be kept (the delete then did not
+    /// reach that node at all).
+    async fn keep_delete_hint(
+        &self,
+        node: &NodeId,
+        requests: &[DeleteRequest],
+    ) -> Result<(), String> {
+        let hints = self.hints.clone();
+        let (target, requests) = (node.clone(), requests.to_vec());
+        match tokio::task::spawn_blocking(move || hints.store_delete(&target, &requests)).await {
+            Ok(Ok(_)) => {
+                self.counters.delete_hints_stored.fetch_add(1, Ordering::Relaxed);
+                self.announce_hint_for(node).await;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Makes sure gossip says this node keeps hints for `node`.
+    async fn announce_hint_for(&self, node: &NodeId) {
+        let targets = {
+            let mut announced = self.announced.lock();
+            if announced.contains(node) {
+                return;
+            }
+            announced.push(node.clone());
+            announced.sort();
+            announced.clone()
+        };
+        if let Some(keys) = &self.announce {
+            keys.set_hints_for(&targets).await;
+        }
+    }
+
+    /// Announces exactly `targets` (the nodes hints are waiting for) when that changed.
+    async fn announce_hint_targets(&self, mut targets: Vec<NodeId>) {
+        targets.sort();
+        {
+            let mut announced = self.announced.lock();
+            if *announced == targets {
+                return;
+            }
+            *announced = targets.clone();
+        }
+        if let Some(keys) = &self.announce {
+            keys.set_hints_for(&targets).await;
+        }
+    }
+
     /// Applies deletes on every node holding ranges (a delete has no owners to pick: a
-    /// request without a metric covers series anywhere on the ring). Every such node must
-    /// take it, otherwise the points would come back from a node that missed it: a node that
-    /// is down or fails makes the delete fail, already applied elsewhere (deletes are
-    /// idempotent, so it can be retried). Returns the points deleted, each counted by its
-    /// series' primary owner.
+    /// request without a metric covers series anywhere on the ring). A node that is down, or
+    /// whose call fails, gets the delete as a hint, after the writes it already missed. Each
+    /// point is counted once: every range by the one owner a query would read it from, so a
+    /// range without a live owner makes the delete fail before anything is applied. Returns
+    /// the points deleted.
     pub async fn delete(&self, requests: &[DeleteRequest]) -> Result<u64, ReplicationError> {
+        self.topology.settled().await;
         let topology = self.topology.current();
+        let counting = crate::reads::assign(&topology, &TokenSet::all(), &[])
+            .map_err(|error| ReplicationError::DeleteUncountable(error.message))?;
+        let counted_by = |node: &NodeId| {
+            counting
+                .iter()
+                .find(|share| share.node == node.as_str())
+                .map_or_else(TokenSet::empty, |share| share.tokens.clone())
+        };
         let calls = topology.ring.nodes().iter().map(|node| {
             let topology = &topology;
+            let count = counted_by(node);
             async move {
-                let result = if *node == topology.local {
-                    self.apply_delete(requests).await.map_err(|e| e.to_string())
-                } else {
-                    match topology.live_flight_address(node) {
-                        Some(address) => self
-                            .peers
-                            .delete_replica(address, requests)
+                if *node == topology.local {
+                    let result = self.apply_delete(requests, &count).await;
+                    return (node, result.map(Some).map_err(|e| e.to_string()));
+                }
+                let reached = match topology.live_flight_address(node) {
+                    Some(address) => self
+                        .peers
+                        .delete_replica(address, requests, &count)
+                        .await
+                        .map_err(|error| error.to_string()),
+                    None => Err("down".to_string()),
+                };
+                let result = match reached {
+                    Ok(deleted) => Ok(Some(deleted)),
+                    Err(why) => {
+                        if !count.is_empty() {
+                            tracing::warn!(node = %node, error = %why, "a node counting a delete \
+                                failed; its points are deleted from the hint but not counted");
+                        }
+                        self.keep_delete_hint(node, requests)
                             .await
-                            .map_err(|e| e.to_string()),
-                        None => Err("down".to_string()),
+                            .map(|()| None)
+                            .map_err(|error| format!("{why}, and no hint could be kept: {error}"))
                     }
                 };
                 (node, result)
@@ -283,7 +380,7 @@ impl Replicator {
         let mut failures = Vec::new();
         for (node, result) in futures::future::join_all(calls).await {
             match result {
-                Ok(count) => deleted += count,
+                Ok(count) => deleted += count.unwrap_or(0),
                 Err(error) => failures.push(format!("{node}: {error}")),
             }
         }
@@ -294,11 +391,13 @@ impl Replicator {
     }
 
     /// A delete from a peer (or this node's own share of one): applied here; returns the
-    /// points of the series this node is the primary owner of.
-    pub async fn apply_delete(&self, requests: &[DeleteRequest]) -> Result<u64, StorageError> {
-        let topology = self.topology.current();
-        let primary = topology.primary_tokens(&topology.local);
-        minitrue_query::delete_counted(&self.engine, requests, Some(&primary)).await
+    /// points it removed from the series in `counted` (the ranges this node counts for).
+    pub async fn apply_delete(
+        &self,
+        requests: &[DeleteRequest],
+        counted: &TokenSet,
+    ) -> Result<u64, StorageError> {
+        minitrue_query::delete_counted(&self.engine, requests, Some(counted)).await
     }
 
     /// A replica write from a peer: stored here, not routed further.
@@ -327,7 +426,8 @@ impl Replicator {
     }
 
     /// One round of hint delivery: for each owner that is alive, its hints in order, stopping
-    /// at the first that fails.
+    /// at the first that fails. Hints for a node gone from the ring are dropped once older than
+    /// `max_hint_age`. Then announces which nodes still have hints waiting.
     pub async fn deliver_hints(&self) {
         let hints = self.hints.clone();
         let pending = match tokio::task::spawn_blocking(move || hints.pending()).await {
@@ -338,41 +438,99 @@ impl Replicator {
             }
             Err(_) => return,
         };
+        let mut still_waiting = Vec::new();
         for (node, paths) in pending {
-            let Some(address) = self.topology.current().live_flight_address(&node) else {
+            let topology = self.topology.current();
+            let Some(address) = topology.live_flight_address(&node) else {
+                let gone = !topology.ring.nodes().contains(&node);
+                let left = match gone {
+                    true => self.expire_hints(&node, paths).await,
+                    false => paths.len(),
+                };
+                if left > 0 {
+                    still_waiting.push(node);
+                }
                 continue;
             };
-            for path in paths {
-                let read_path = path.clone();
-                let hint = match tokio::task::spawn_blocking(move || HintStore::read(&read_path))
+            if !self.deliver_to(&node, address, paths).await {
+                still_waiting.push(node);
+            }
+        }
+        self.announce_hint_targets(still_waiting).await;
+    }
+
+    /// Delivers `paths` to `node` in order; true when all of them went.
+    async fn deliver_to(
+        &self,
+        node: &NodeId,
+        address: std::net::SocketAddr,
+        paths: Vec<std::path::PathBuf>,
+    ) -> bool {
+        for path in paths {
+            let read_path = path.clone();
+            let hint = match tokio::task::spawn_blocking(move || HintStore::read(&read_path)).await
+            {
+                Ok(Ok(hint)) => hint,
+                Ok(Err(error @ HintError::Damaged { .. })) => {
+                    // A damaged hint cannot be delivered; anti-entropy repairs what it held.
+                    tracing::error!(%error, "dropping a damaged hint");
+                    self.counters.hints_damaged.fetch_add(1, Ordering::Relaxed);
+                    let _ = tokio::task::spawn_blocking(move || HintStore::remove(&path)).await;
+                    continue;
+                }
+                _ => return false,
+            };
+            let delivered = match &hint.missed {
+                Missed::Write { points, series_tags } => {
+                    self.peers.write_replica(address, points, series_tags).await
+                }
+                Missed::Delete(requests) => self
+                    .peers
+                    .delete_replica(address, requests, &TokenSet::empty())
                     .await
-                {
-                    Ok(Ok(hint)) => hint,
-                    Ok(Err(error @ HintError::Damaged { .. })) => {
-                        // A damaged hint cannot be delivered; anti-entropy repairs what it held.
-                        tracing::error!(%error, "dropping a damaged hint");
-                        self.counters.hints_damaged.fetch_add(1, Ordering::Relaxed);
-                        let _ = tokio::task::spawn_blocking(move || HintStore::remove(&path)).await;
-                        continue;
+                    .map(|_| ()),
+            };
+            match delivered {
+                Ok(()) => {
+                    self.counters.hints_delivered.fetch_add(1, Ordering::Relaxed);
+                    let removed =
+                        tokio::task::spawn_blocking(move || HintStore::remove(&path)).await;
+                    if let Ok(Err(error)) = removed {
+                        tracing::warn!(%error, "a delivered hint could not be removed");
                     }
-                    _ => break,
-                };
-                match self.peers.write_replica(address, &hint.points, &hint.series_tags).await {
-                    Ok(()) => {
-                        self.counters.hints_delivered.fetch_add(1, Ordering::Relaxed);
-                        let removed =
-                            tokio::task::spawn_blocking(move || HintStore::remove(&path)).await;
-                        if let Ok(Err(error)) = removed {
-                            tracing::warn!(%error, "a delivered hint could not be removed");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, node = %node, "hint delivery will be retried");
-                        break;
-                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, node = %node, "hint delivery will be retried");
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Drops the hints of a gone node that are older than `max_hint_age`; returns how many
+    /// are left.
+    async fn expire_hints(&self, node: &NodeId, paths: Vec<std::path::PathBuf>) -> usize {
+        let max_age = self.config.max_hint_age;
+        let expired = tokio::task::spawn_blocking(move || {
+            let mut expired = 0;
+            let total = paths.len();
+            for path in paths {
+                if HintStore::age(&path).is_some_and(|age| age >= max_age)
+                    && HintStore::remove(&path).is_ok()
+                {
+                    expired += 1;
+                }
+            }
+            (expired, total)
+        })
+        .await;
+        let Ok((expired, total)) = expired else { return 0 };
+        if expired > 0 {
+            tracing::warn!(node = %node, expired, "dropped hints for a node gone from the ring");
+            self.counters.hints_expired.fetch_add(expired as u64, Ordering::Relaxed);
+        }
+        total - expired
     }
 
     /// The replication counters, for `/metrics` and `system.metrics`.
@@ -435,6 +593,16 @@ impl Replicator {
                     "Hints dropped because they could not be read",
                     load(&c.hints_damaged),
                 ),
+                Metric::counter(
+                    "minitrue_cluster_hints_expired_total",
+                    "Hints dropped because their node was gone from the ring too long",
+                    load(&c.hints_expired),
+                ),
+                Metric::counter(
+                    "minitrue_cluster_delete_hints_stored_total",
+                    "Missed deletes kept as hints",
+                    load(&c.delete_hints_stored),
+                ),
             ]);
         })
     }
@@ -465,7 +633,8 @@ impl ReplicationError {
         match self {
             ReplicationError::QuorumNotReached { .. }
             | ReplicationError::NoOwners
-            | ReplicationError::DeleteIncomplete { .. } => minitrue_common::ErrorKind::Unavailable,
+            | ReplicationError::DeleteIncomplete { .. }
+            | ReplicationError::DeleteUncountable(_) => minitrue_common::ErrorKind::Unavailable,
             ReplicationError::Storage(error) => error.kind(),
         }
     }

@@ -147,6 +147,17 @@ impl Ring {
     }
 
     /// The member nodes, sorted.
+    /// A hash of what decides ownership (nodes, virtual nodes, replication factor): two
+    /// nodes with the same fingerprint compute the same owners for every series.
+    pub fn fingerprint(&self) -> u64 {
+        let mut text = format!("{}/{}", self.virtual_nodes(), self.replication_factor());
+        for node in self.nodes() {
+            text.push('/');
+            text.push_str(node.as_str());
+        }
+        XxHash64::oneshot(0, text.as_bytes())
+    }
+
     pub fn nodes(&self) -> &[NodeId] {
         &self.nodes
     }

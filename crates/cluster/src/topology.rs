@@ -5,8 +5,9 @@
 //! the latest snapshot without waiting ([`TopologyWatch::current`]); the write path and the
 //! query planner read it for every request.
 //!
-//! Which nodes are in the ring: nodes whose state is `active` or `leaving` and that have a
-//! Flight door (replicas arrive through it), alive or briefly dead. A dead node stays in the ring (its writes become hints) until it has been
+//! Which nodes are in the ring: nodes whose state is `recovering`, `active` or `leaving` and
+//! that have a Flight door (replicas arrive through it), alive or briefly dead. A dead node
+//! stays in the ring (its writes become hints) until it has been
 //! dead for [`TopologyConfig::gone_after`]; then it is treated as gone and its ranges pass to
 //! the next nodes on the ring, which re-replicate them. A `joining` node is not in the ring
 //! until it turns `active`.
@@ -30,6 +31,12 @@ pub struct TopologyConfig {
     pub replication_factor: usize,
     /// How long a node may be dead before its ranges pass to the others.
     pub gone_after: Duration,
+    /// How long a starting node listens to gossip before it routes writes or repairs: long
+    /// enough to hear of every member (see [`TopologyWatch::settled`]).
+    pub settle: Duration,
+    /// Whether the node was given seeds: then it is settled only once it knows another
+    /// member with its keys (or after ten settles, when it must be alone).
+    pub expect_peers: bool,
 }
 
 impl Default for TopologyConfig {
@@ -38,6 +45,8 @@ impl Default for TopologyConfig {
             virtual_nodes: crate::ring::DEFAULT_VIRTUAL_NODES,
             replication_factor: 3,
             gone_after: Duration::from_secs(15 * 60),
+            settle: Duration::ZERO,
+            expect_peers: false,
         }
     }
 }
@@ -79,20 +88,21 @@ impl Topology {
         status.member.addresses.as_ref()?.flight
     }
 
-    /// The part of the ring `node` is the primary owner of.
-    pub fn primary_tokens(&self, node: &NodeId) -> minitrue_common::TokenSet {
-        let intervals =
-            self.ring.ranges().filter(|range| range.owners.first() == Some(node)).flat_map(
-                |range| {
-                    minitrue_common::TokenSet::range(range.start, range.end).intervals().to_vec()
-                },
-            );
-        minitrue_common::TokenSet::from_intervals(intervals)
-    }
-
     /// Whether `node` is known and alive.
     pub fn is_alive(&self, node: &NodeId) -> bool {
         self.member(node).is_some_and(|status| status.member.alive)
+    }
+
+    /// Whether `node` announced that it is still recovering (see [`NodeState::Recovering`]).
+    pub fn is_recovering(&self, node: &NodeId) -> bool {
+        self.member(node).is_some_and(|status| status.member.state == Some(NodeState::Recovering))
+    }
+
+    /// Whether some live node (this one included) announces hints waiting for `node`.
+    pub fn has_hints_waiting_for(&self, node: &NodeId) -> bool {
+        self.members
+            .iter()
+            .any(|status| status.member.alive && status.member.hints_for.contains(node))
     }
 }
 
@@ -116,8 +126,10 @@ impl TopologyBuilder {
                 let since = *self.dead_since.entry(member.id.clone()).or_insert(now);
                 Some(now.saturating_duration_since(since))
             };
-            let owns_ranges =
-                matches!(member.state, Some(NodeState::Active) | Some(NodeState::Leaving));
+            let owns_ranges = matches!(
+                member.state,
+                Some(NodeState::Recovering | NodeState::Active | NodeState::Leaving)
+            );
             // Replicas arrive over Flight: a node without a Flight door (`--mode ingest`)
             // routes writes but holds no ranges.
             let reachable = member.addresses.as_ref().is_some_and(|a| a.flight.is_some());
@@ -149,6 +161,7 @@ impl TopologyBuilder {
 #[derive(Clone)]
 pub struct TopologyWatch {
     latest: watch::Receiver<Arc<Topology>>,
+    settled: watch::Receiver<bool>,
 }
 
 impl TopologyWatch {
@@ -165,7 +178,18 @@ impl TopologyWatch {
             local,
             dead_since: HashMap::new(),
         };
+        let started = Instant::now();
+        let (settle, expect_peers) = (builder.config.settle, builder.config.expect_peers);
+        let is_settled = move |topology: &Topology, now: Instant| {
+            let waited = now.saturating_duration_since(started);
+            let keys_known = topology.members.iter().all(|s| {
+                !s.member.alive || (s.member.state.is_some() && s.member.addresses.is_some())
+            });
+            let heard_others = !expect_peers || topology.members.len() >= 2;
+            waited >= settle && keys_known && (heard_others || waited >= settle * 10)
+        };
         let first = builder.build(membership.members().await, Instant::now());
+        let (mark_settled, settled) = watch::channel(is_settled(&first, Instant::now()));
         let (publish, latest) = watch::channel(Arc::new(first));
         let mut changes = membership.changes();
         let membership = Arc::new(membership);
@@ -173,7 +197,7 @@ impl TopologyWatch {
         let task = tokio::spawn({
             let membership = membership.clone();
             async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
@@ -181,12 +205,25 @@ impl TopologyWatch {
                         _ = tick.tick() => {}
                         _ = stop_rx.changed() => return,
                     }
-                    let topology = builder.build(membership.members().await, Instant::now());
+                    let now = Instant::now();
+                    let topology = builder.build(membership.members().await, now);
+                    if !*mark_settled.borrow() && is_settled(&topology, now) {
+                        mark_settled.send_replace(true);
+                    }
                     publish.send_replace(Arc::new(topology));
                 }
             }
         });
-        (TopologyWatch { latest }, Cluster { membership, stop: stop_tx, task })
+        (TopologyWatch { latest, settled }, Cluster { membership, stop: stop_tx, task })
+    }
+
+    /// Resolves once this node has listened to gossip long enough to know the members and
+    /// their keys ([`TopologyConfig::settle`]); at once afterwards. Writes are routed and
+    /// repairs run only then: a node that had heard of one peer of three would place writes
+    /// and compare ranges on a ring the others do not have.
+    pub async fn settled(&self) {
+        let mut settled = self.settled.clone();
+        let _ = settled.wait_for(|settled| *settled).await;
     }
 
     /// The latest snapshot (cheap: a pointer copy).
@@ -217,6 +254,11 @@ impl Cluster {
     /// Announces a new state of this node (e.g. `leaving` before a decommission).
     pub async fn set_state(&self, state: NodeState) {
         self.membership.set_state(state).await;
+    }
+
+    /// What announces this node's state and hints to the others.
+    pub fn local_keys(&self) -> crate::membership::LocalKeys {
+        self.membership.local_keys()
     }
 
     /// Stops following gossip and stops gossiping.
@@ -293,6 +335,7 @@ mod tests {
                 postgres: Some(address),
                 flight: Some(address),
             }),
+            hints_for: Vec::new(),
             alive,
             local,
         }

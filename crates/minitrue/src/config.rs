@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Seconds a node may be dead before its ranges pass to the others (default 900).
     #[arg(long = "dead-node-timeout")]
     pub dead_node_timeout: Option<u64>,
+    /// Seconds between anti-entropy rounds with the nodes sharing this one's ranges (default
+    /// 600; 0: only when the node starts and when the ring changes).
+    #[arg(long = "repair-interval")]
+    pub repair_interval: Option<u64>,
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
     #[arg(long)]
     pub broker: Option<String>,
@@ -121,6 +125,8 @@ pub struct NodeConfig {
     pub write_quorum: usize,
     pub gossip_interval: Duration,
     pub dead_node_timeout: Duration,
+    /// `None`: repairs only at start and after ring changes.
+    pub repair_interval: Option<Duration>,
     pub broker: Option<String>,
     pub topic_templates: Vec<String>,
     /// Simulated sensors to run (0: none).
@@ -174,6 +180,10 @@ impl ServeArgs {
                 layer!(gossip_interval_ms).unwrap_or(500).max(10),
             ),
             dead_node_timeout: Duration::from_secs(layer!(dead_node_timeout).unwrap_or(900)),
+            repair_interval: match layer!(repair_interval).unwrap_or(600) {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             broker: layer!(broker),
             topic_templates: layer!(topic_template).unwrap_or_default(),
             simulate: layer!(simulate).unwrap_or(0),
@@ -222,6 +232,7 @@ impl ServeArgs {
             write_quorum: parsed(env, "MINITRUE_WRITE_QUORUM")?,
             gossip_interval_ms: parsed(env, "MINITRUE_GOSSIP_INTERVAL_MS")?,
             dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
+            repair_interval: parsed(env, "MINITRUE_REPAIR_INTERVAL")?,
             broker: env("MINITRUE_BROKER"),
             topic_template: env("MINITRUE_TOPIC_TEMPLATE")
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).collect()),

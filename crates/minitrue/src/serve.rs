@@ -13,8 +13,8 @@ use arrow_array::RecordBatch;
 use futures::future::BoxFuture;
 use minitrue_cluster::peer::batch_to_points;
 use minitrue_cluster::{
-    Membership, MembershipConfig, NodeAddresses, NodeId, ReplicaWrite, ReplicationConfig,
-    Replicator, TopologyConfig, TopologyWatch,
+    Membership, MembershipConfig, NodeAddresses, NodeId, NodeState, ReplicaWrite,
+    ReplicationConfig, Replicator, TopologyConfig, TopologyWatch,
 };
 use minitrue_common::{MetricsRegistry, SeriesKey};
 use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
@@ -74,9 +74,18 @@ impl PointSink for ClusterSink {
     }
 }
 
-/// Replica writes from peers (a `DoPut` on the Flight door) and deletes (a `DoAction`) go to
-/// the local engine.
-struct ReplicaReceiver(Arc<Replicator>);
+/// Replica writes from peers (a `DoPut` on the Flight door), deletes and repair questions
+/// (`DoAction`s) go to the local engine.
+struct ReplicaReceiver {
+    replicator: Arc<Replicator>,
+    repairer: Arc<minitrue_cluster::repair::Repairer>,
+}
+
+const CLUSTER_ACTIONS: [&str; 3] = [
+    minitrue_cluster::REPLICA_DELETE_ACTION,
+    minitrue_cluster::repair::REPAIR_DIGEST_ACTION,
+    minitrue_cluster::repair::REPAIR_POINTS_ACTION,
+];
 
 #[async_trait::async_trait]
 impl minitrue_server::ReplicaDoor for ReplicaReceiver {
@@ -100,29 +109,41 @@ impl minitrue_server::ReplicaDoor for ReplicaReceiver {
             points.extend(batch_to_points(batch).map_err(|e| invalid(e.to_string()))?);
         }
         let rows = points.len() as u64;
-        self.0.apply_replica(ReplicaWrite { points, series_tags }).await.map_err(|error| {
-            minitrue_server::ReplicaError { invalid: false, message: error.to_string() }
-        })?;
+        self.replicator.apply_replica(ReplicaWrite { points, series_tags }).await.map_err(
+            |error| minitrue_server::ReplicaError { invalid: false, message: error.to_string() },
+        )?;
         Ok(rows)
     }
 
     fn handles_action(&self, kind: &str) -> bool {
-        kind == minitrue_cluster::REPLICA_DELETE_ACTION
+        CLUSTER_ACTIONS.contains(&kind)
     }
 
     async fn action(
         &self,
-        _kind: &str,
+        kind: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, minitrue_server::ReplicaError> {
-        let requests: Vec<minitrue_storage::DeleteRequest> =
+        if kind != minitrue_cluster::REPLICA_DELETE_ACTION {
+            return self.repairer.answer(kind, body).await.map_err(|error| {
+                minitrue_server::ReplicaError {
+                    invalid: matches!(error, minitrue_cluster::repair::RepairError::Malformed(_)),
+                    message: error.to_string(),
+                }
+            });
+        }
+        let action: minitrue_cluster::peer::DeleteAction =
             serde_json::from_slice(body).map_err(|error| minitrue_server::ReplicaError {
                 invalid: true,
-                message: format!("not a list of deletes: {error}"),
+                message: format!("not a delete: {error}"),
             })?;
-        let deleted = self.0.apply_delete(&requests).await.map_err(|error| {
-            minitrue_server::ReplicaError { invalid: false, message: error.to_string() }
-        })?;
+        let deleted =
+            self.replicator.apply_delete(&action.requests, &action.counted).await.map_err(
+                |error| minitrue_server::ReplicaError {
+                    invalid: false,
+                    message: error.to_string(),
+                },
+            )?;
         Ok(deleted.to_string().into_bytes())
     }
 }
@@ -218,11 +239,31 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     // Every door writes through the replicator: to each point's owners, with the quorum.
     let hints = minitrue_cluster::HintStore::open(config.data_dir.join("hints"))
         .context("opening the hints directory")?;
-    let replication =
-        ReplicationConfig { write_quorum: config.write_quorum, ..ReplicationConfig::default() };
-    let replicator = Replicator::new(topology.clone(), engine.clone(), hints, replication);
+    let replication = ReplicationConfig {
+        write_quorum: config.write_quorum,
+        max_hint_age: config.dead_node_timeout,
+        ..ReplicationConfig::default()
+    };
+    let replicator = Replicator::new(
+        topology.clone(),
+        engine.clone(),
+        hints,
+        replication,
+        Some(cluster.local_keys()),
+    );
     metrics.register(replicator.metrics());
     tasks.push(replicator.spawn_hint_delivery(stopping.clone()));
+    // Anti-entropy: the node is `recovering` until it has repaired with the nodes it shares
+    // ranges with, then repairs after ring changes and every --repair-interval.
+    let repair = minitrue_cluster::repair::RepairConfig {
+        interval: config.repair_interval,
+        settle: settle_time(&config),
+        ..Default::default()
+    };
+    let repairer =
+        minitrue_cluster::repair::Repairer::new(topology.clone(), engine.clone(), repair);
+    metrics.register(repairer.metrics());
+    tasks.push(repairer.spawn(Some(cluster.local_keys()), stopping.clone()));
     let sink: Arc<dyn PointSink> = Arc::new(ClusterSink(replicator.clone()));
 
     if config.mode != Mode::Query {
@@ -337,7 +378,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             session: session.clone(),
             access: minitrue_server::AccessPolicy::Open,
             metrics: metrics.clone(),
-            replicas: Some(Arc::new(ReplicaReceiver(replicator.clone()))),
+            replicas: Some(Arc::new(ReplicaReceiver {
+                replicator: replicator.clone(),
+                repairer: repairer.clone(),
+            })),
         };
         tasks.push(spawn_door(
             "flight",
@@ -406,16 +450,27 @@ async fn join_cluster(
     membership.seeds = config.seeds.clone();
     membership.cluster_id = config.cluster_id.clone();
     membership.gossip_interval = config.gossip_interval;
+    // A starting node may lack what it missed while down: it answers for its ranges only
+    // once repaired (see minitrue_cluster::repair).
+    membership.state = NodeState::Recovering;
     let membership = Membership::start(membership)
         .await
         .with_context(|| format!("starting gossip on udp {gossip_address}"))?;
     let topology = TopologyConfig {
         replication_factor: config.replication_factor,
         gone_after: config.dead_node_timeout,
+        settle: settle_time(config),
+        expect_peers: !config.seeds.is_empty(),
         ..TopologyConfig::default()
     };
     let (watch, cluster) = TopologyWatch::follow(membership, topology).await;
     Ok((watch, cluster, gossip_address))
+}
+
+/// How long a starting node listens to gossip before it routes writes or repairs: long
+/// enough to hear every member and the hints announced for it.
+fn settle_time(config: &NodeConfig) -> Duration {
+    (config.gossip_interval * 6).max(Duration::from_secs(2))
 }
 
 /// A UDP port free right now on `ip` (gossip binds it a moment later; `--gossip-port 0`).
