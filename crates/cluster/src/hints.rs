@@ -286,7 +286,7 @@ mod tests {
             .map(|path| match HintStore::read(path).unwrap().missed {
                 Missed::Write { .. } => "write",
                 Missed::Delete(requests) => {
-                    assert_eq!(requests, [delete.clone()]);
+                    assert_eq!(requests, std::slice::from_ref(&delete));
                     "delete"
                 }
             })

@@ -254,6 +254,30 @@ mod tests {
     }
 
     #[test]
+    fn recovering_owners_answer_only_where_no_active_owner_is_left() {
+        let mut t = topology("a", &[("a", true), ("b", true), ("c", true)], 2);
+        t.members[0].member.state = Some(NodeState::Recovering);
+        let shares = assign(&t, &TokenSet::all(), &[]).unwrap();
+        covers_once(&shares);
+        assert!(shares.iter().all(|s| !s.local), "the recovering local node answers nothing");
+
+        // b down as well: the ranges only a and b own are left to a, recovering or not.
+        t.members[1].member.alive = false;
+        let shares = assign(&t, &TokenSet::all(), &[]).unwrap();
+        covers_once(&shares);
+        let a_and_b: Vec<(u64, u64)> = t
+            .ring
+            .ranges()
+            .filter(|r| {
+                r.owners.contains(&NodeId::new("a")) && r.owners.contains(&NodeId::new("b"))
+            })
+            .flat_map(|r| TokenSet::range(r.start, r.end).intervals().to_vec())
+            .collect();
+        let local = shares.iter().find(|s| s.local).expect("a answers the ranges left to it");
+        assert_eq!(local.tokens, TokenSet::from_intervals(a_and_b));
+    }
+
+    #[test]
     fn dead_or_failed_owners_are_replaced_and_a_range_without_owners_fails() {
         let t = topology("a", &[("a", true), ("b", false), ("c", true)], 2);
         let shares = assign(&t, &TokenSet::all(), &[]).unwrap();
