@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a node does (the seed's modes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Ingest and answer queries.
@@ -104,10 +104,14 @@ pub struct ServeArgs {
     /// Write the bound addresses here as JSON once the node is ready (for scripts and tests).
     #[arg(long = "ready-file")]
     pub ready_file: Option<PathBuf>,
+    /// Print the resolved configuration as JSON and exit (checks a deployment's settings).
+    #[arg(long = "print-config")]
+    #[serde(skip)]
+    pub print_config: bool,
 }
 
 /// The resolved configuration of a node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeConfig {
     pub node_id: String,
     pub data_dir: PathBuf,
@@ -239,6 +243,7 @@ impl ServeArgs {
             simulate: parsed(env, "MINITRUE_SIMULATE")?,
             mode,
             ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),
+            print_config: false,
         })
     }
 }

@@ -31,6 +31,10 @@ use crate::publish;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve(&|name| std::env::var(name).ok())?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config))
 }
