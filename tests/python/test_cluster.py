@@ -290,6 +290,9 @@ def test_every_node_answers_every_query_with_the_single_node_answer(tmp_path, rf
                 wait_until("every point visible", lambda: node.scalar("SELECT count(*) FROM readings") == str(len(points)), 60)
             for node in nodes:
                 assert answers(node) == want
+            # One shared subscription: each of the 36 messages was taken by one node only.
+            taken = [node.metric("minitrue_ingest_messages_total", door="mqtt") for node in nodes]
+            assert sum(taken) == len(DEVICES) * len(METRICS), taken
             if rf == 2:
                 # Each node holds two thirds of the series; the rest comes from peers.
                 held = [sum(holdings(node).values()) for node in nodes]
@@ -428,6 +431,9 @@ def test_a_node_killed_during_ingest_catches_up_and_replicas_converge(tmp_path):
                 wait_until("every point visible without node3", lambda: node.scalar("SELECT count(*) FROM readings") == str(len(points)), 60)
                 assert answers(node) == want
             assert nodes[0].metric("minitrue_cluster_hints_stored_total") > 0
+            # Mosquitto kept handing node3's share of the shared subscription to its session;
+            # node1, the smallest live node, took that session over and routed it.
+            assert nodes[0].metric("minitrue_ingest_messages_total", door="mqtt-takeover") > 0
 
             nodes[2].start()
             for node in nodes:
@@ -473,3 +479,26 @@ def test_a_node_that_lost_its_disk_is_rebuilt_by_repair(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_every_node_mode_lets_each_owner_take_its_own_copy_from_the_broker(tmp_path):
+    """`--mqtt-subscription every-node` (the seed's way): every node receives every message
+    and keeps the points it owns; nothing is routed between nodes."""
+    points = data_set()
+    pairs = [(device, metric) for metric in METRICS for device in DEVICES]
+    with mosquitto(tmp_path) as broker:
+        nodes = []
+        try:
+            start_cluster(nodes, tmp_path, "--replication-factor", "2", "--mqtt-subscription", "every-node",
+                          "--broker", f"mqtt://127.0.0.1:{broker}")
+            publisher = Publisher(broker, client_id="every-node-publisher")
+            publish_series(publisher, points, pairs)
+            publisher.close()
+            wait_for_replicas_to_agree(nodes, 2, len(pairs), 60)
+            for node in nodes:
+                assert node.metric("minitrue_ingest_messages_total", door="mqtt") == len(pairs)
+                assert node.metric("minitrue_cluster_replica_batches_sent_total") == 0
+                assert node.scalar("SELECT count(*) FROM readings") == str(len(points))
+        finally:
+            for node in nodes:
+                node.stop()

@@ -21,7 +21,7 @@ pub mod topology;
 pub use hints::{HintError, HintStore};
 pub use membership::{
     LocalKeys, Member, Membership, MembershipChanges, MembershipConfig, MembershipError,
-    NodeAddresses, NodeState,
+    MqttSession, NodeAddresses, NodeState,
 };
 pub use peer::{PeerError, ReplicaWrite, REPLICA_DELETE_ACTION, REPLICA_WRITE_PATH};
 pub use reads::ClusterReads;

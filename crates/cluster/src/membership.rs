@@ -34,6 +34,17 @@ const KEY_FLIGHT: &str = "flight";
 /// The nodes this node keeps hints for (a JSON list of ids): repair waits until they are
 /// delivered, or it could bring back points a hinted delete removes.
 const KEY_HINTS_FOR: &str = "hints_for";
+/// The node's shared MQTT subscription, when it has one (JSON [`MqttSession`]): the session a
+/// live node drains while this one is down.
+const KEY_MQTT_SESSION: &str = "mqtt_session";
+
+/// A node's persistent MQTT session on an external broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MqttSession {
+    pub client_id: String,
+    /// The broker URL as the node was given it.
+    pub broker: String,
+}
 
 /// Why membership could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +129,8 @@ pub struct MembershipConfig {
     pub phi_threshold: f64,
     pub addresses: NodeAddresses,
     pub state: NodeState,
+    /// This node's shared MQTT subscription on an external broker, if it has one.
+    pub mqtt_session: Option<MqttSession>,
 }
 
 impl MembershipConfig {
@@ -133,6 +146,7 @@ impl MembershipConfig {
             phi_threshold: 8.0,
             addresses,
             state: NodeState::Active,
+            mqtt_session: None,
         }
     }
 }
@@ -149,6 +163,8 @@ pub struct Member {
     pub addresses: Option<NodeAddresses>,
     /// The nodes it keeps hints for (missed writes and deletes not delivered yet).
     pub hints_for: Vec<NodeId>,
+    /// Its shared MQTT subscription on an external broker, if it has one.
+    pub mqtt_session: Option<MqttSession>,
     /// The failure detector's view: false once the node has been silent too long.
     pub alive: bool,
     /// Whether this is the node itself.
@@ -212,6 +228,10 @@ impl Membership {
             (KEY_STATE.to_string(), config.state.as_str().to_string()),
             (KEY_HTTP.to_string(), config.addresses.http.to_string()),
         ];
+        if let Some(session) = &config.mqtt_session {
+            let text = serde_json::to_string(session).unwrap_or_default();
+            keys.push((KEY_MQTT_SESSION.to_string(), text));
+        }
         for (key, address) in
             [(KEY_POSTGRES, config.addresses.postgres), (KEY_FLIGHT, config.addresses.flight)]
         {
@@ -245,6 +265,9 @@ impl Membership {
                 state: state.get(KEY_STATE).and_then(|s| s.parse().ok()),
                 addresses: addresses_of(state),
                 hints_for: hints_for_of(state),
+                mqtt_session: state
+                    .get(KEY_MQTT_SESSION)
+                    .and_then(|text| serde_json::from_str(text).ok()),
                 alive: live.contains(id),
                 local: *id == self.local,
             };

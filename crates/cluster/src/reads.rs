@@ -216,6 +216,7 @@ mod tests {
                         flight: Some(address),
                     }),
                     hints_for: Vec::new(),
+                    mqtt_session: None,
                     alive: *alive,
                     local: *name == local,
                 },

@@ -229,6 +229,30 @@ impl Replicator {
         Ok(())
     }
 
+    /// Keeps only what this node owns of `points` (and of the tags), writing it locally; the
+    /// seed's ingestion, where every node receives every message and the other owners take
+    /// their own copies. Returns the points kept.
+    pub async fn write_owned(
+        &self,
+        points: &[Point],
+        series_tags: &[(SeriesKey, Tags)],
+    ) -> Result<usize, ReplicationError> {
+        self.topology.settled().await;
+        let topology = self.topology.current();
+        let ring = &topology.ring;
+        let owned = |key: &SeriesKey| {
+            ring.series_owners(key.device_id(), key.metric()).contains(&topology.local)
+        };
+        let kept: Vec<Point> = points.iter().filter(|p| owned(&p.series)).cloned().collect();
+        let tags: Vec<(SeriesKey, Tags)> =
+            series_tags.iter().filter(|(key, _)| owned(key)).cloned().collect();
+        self.counters.points_routed.fetch_add(points.len() as u64, Ordering::Relaxed);
+        if !kept.is_empty() || !tags.is_empty() {
+            self.write_local(&kept, &tags).await?;
+        }
+        Ok(kept.len())
+    }
+
     async fn write_owner(
         &self,
         topology: &Topology,

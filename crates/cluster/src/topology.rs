@@ -93,6 +93,26 @@ impl Topology {
         self.member(node).is_some_and(|status| status.member.alive)
     }
 
+    /// The MQTT sessions of dead nodes that this node should drain: those
+    /// of every dead node with a shared subscription when this node is the live node with
+    /// the smallest id, none otherwise (one drainer each).
+    ///
+    /// With a shared MQTT subscription some brokers (Mosquitto) keep handing messages to the
+    /// persistent session of a member that is down; they would wait there until it returns.
+    /// The drainer connects under the dead node's client id, takes that session over and
+    /// routes what it holds, until the node is back.
+    pub fn sessions_to_take_over(&self) -> Vec<(NodeId, crate::membership::MqttSession)> {
+        let smallest_live = self.members.iter().find(|s| s.member.alive).map(|s| &s.member.id);
+        if smallest_live != Some(&self.local) {
+            return Vec::new();
+        }
+        self.members
+            .iter()
+            .filter(|s| !s.member.alive)
+            .filter_map(|s| Some((s.member.id.clone(), s.member.mqtt_session.clone()?)))
+            .collect()
+    }
+
     /// Whether `node` announced that it is still recovering (see [`NodeState::Recovering`]).
     pub fn is_recovering(&self, node: &NodeId) -> bool {
         self.member(node).is_some_and(|status| status.member.state == Some(NodeState::Recovering))
@@ -336,6 +356,7 @@ mod tests {
                 flight: Some(address),
             }),
             hints_for: Vec::new(),
+            mqtt_session: None,
             alive,
             local,
         }
@@ -397,6 +418,35 @@ mod tests {
         let in_cluster = builder
             .build(vec![router, member("b", NodeState::Active, true, false)], Instant::now());
         assert_eq!(ring_nodes(&in_cluster), ["b"]);
+    }
+
+    #[test]
+    fn the_smallest_live_node_drains_the_dead_nodes_sessions() {
+        let mut builder = builder(Duration::from_secs(60));
+        builder.local = NodeId::new("b");
+        let subscribing = |mut member: Member| {
+            member.mqtt_session = Some(crate::membership::MqttSession {
+                client_id: format!("mqtt-{}", member.id),
+                broker: "mqtt://broker:1883".into(),
+            });
+            member
+        };
+        let members = |a_alive| {
+            vec![
+                subscribing(member("a", NodeState::Active, a_alive, false)),
+                subscribing(member("b", NodeState::Active, true, true)),
+                subscribing(member("c", NodeState::Active, false, false)),
+                // Down, but it never subscribed (a query-only node): nothing to drain.
+                member("d", NodeState::Active, false, false),
+            ]
+        };
+        let topology = builder.build(members(true), Instant::now());
+        assert!(topology.sessions_to_take_over().is_empty(), "a drains, not b");
+        let topology = builder.build(members(false), Instant::now());
+        let sessions = topology.sessions_to_take_over();
+        let named: Vec<(&str, &str)> =
+            sessions.iter().map(|(node, s)| (node.as_str(), s.client_id.as_str())).collect();
+        assert_eq!(named, [("a", "mqtt-a"), ("c", "mqtt-c")]);
     }
 
     #[test]

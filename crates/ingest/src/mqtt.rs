@@ -84,6 +84,10 @@ pub struct SubscriberConfig {
     pub max_batch_messages: usize,
     /// Largest MQTT packet accepted.
     pub max_packet_bytes: usize,
+    /// Subscribe as a member of this shared-subscription group (`$share/<group>/<filter>`):
+    /// the broker hands each message to one member only. `None`: a plain subscription, every
+    /// message to this subscriber.
+    pub share_group: Option<String>,
 }
 
 impl SubscriberConfig {
@@ -94,6 +98,7 @@ impl SubscriberConfig {
             dead_letter_topic: "minitrue/dead-letter".to_string(),
             max_batch_messages: 1000,
             max_packet_bytes: 4 << 20,
+            share_group: None,
         }
     }
 }
@@ -265,7 +270,12 @@ pub async fn run_subscriber(
     // in-flight window stays full, and both sides wait for each other. For QoS 1 the broker's
     // in-flight window bounds this queue; only QoS 0 publishers that outrun the WAL grow it.
     let (publishes_tx, publishes_rx) = mpsc::unbounded_channel::<Publish>();
-    let topics: Vec<String> = parser.subscriptions();
+    let topics: Vec<String> = match &config.share_group {
+        Some(group) => {
+            parser.subscriptions().iter().map(|filter| format!("$share/{group}/{filter}")).collect()
+        }
+        None => parser.subscriptions(),
+    };
     let writer = tokio::spawn(write_batches(
         config.clone(),
         parser,

@@ -24,6 +24,17 @@ pub enum Mode {
     Query,
 }
 
+/// How the nodes of a cluster subscribe to the MQTT broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MqttSubscription {
+    /// One shared subscription for the cluster: the broker hands each message to one node,
+    /// which routes its points to their owners.
+    Shared,
+    /// The seed's way: every node receives every message and keeps the points it owns.
+    EveryNode,
+}
+
 /// `minitrue serve` flags. Every one may also come from `MINITRUE_<NAME>` (upper case,
 /// underscores) or from the TOML file given by `--config` (same names, underscores).
 #[derive(Args, Debug, Clone, Default, Deserialize)]
@@ -90,6 +101,10 @@ pub struct ServeArgs {
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
     #[arg(long)]
     pub broker: Option<String>,
+    /// `shared` (default): each message goes to one node of the cluster, which routes it;
+    /// `every-node`: every node receives every message and keeps what it owns.
+    #[arg(long = "mqtt-subscription", value_enum)]
+    pub mqtt_subscription: Option<MqttSubscription>,
     /// MQTT topic templates mapping topic levels to device_id, metric and tags, e.g.
     /// `site/{site}/{device_id}/{metric}` (repeat the flag for several).
     #[arg(long = "topic-template")]
@@ -132,6 +147,7 @@ pub struct NodeConfig {
     /// `None`: repairs only at start and after ring changes.
     pub repair_interval: Option<Duration>,
     pub broker: Option<String>,
+    pub mqtt_subscription: MqttSubscription,
     pub topic_templates: Vec<String>,
     /// Simulated sensors to run (0: none).
     pub simulate: u32,
@@ -189,6 +205,7 @@ impl ServeArgs {
                 seconds => Some(Duration::from_secs(seconds)),
             },
             broker: layer!(broker),
+            mqtt_subscription: layer!(mqtt_subscription).unwrap_or(MqttSubscription::Shared),
             topic_templates: layer!(topic_template).unwrap_or_default(),
             simulate: layer!(simulate).unwrap_or(0),
             mode: layer!(mode).unwrap_or(Mode::All),
@@ -238,6 +255,13 @@ impl ServeArgs {
             dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
             repair_interval: parsed(env, "MINITRUE_REPAIR_INTERVAL")?,
             broker: env("MINITRUE_BROKER"),
+            mqtt_subscription: match env("MINITRUE_MQTT_SUBSCRIPTION") {
+                None => None,
+                Some(text) => Some(
+                    MqttSubscription::from_str(&text, true)
+                        .map_err(|e| anyhow::anyhow!("MINITRUE_MQTT_SUBSCRIPTION={text:?}: {e}"))?,
+                ),
+            },
             topic_template: env("MINITRUE_TOPIC_TEMPLATE")
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).collect()),
             simulate: parsed(env, "MINITRUE_SIMULATE")?,

@@ -26,7 +26,7 @@ use minitrue_storage::{Engine, EngineConfig, Tags};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Mode, NodeConfig, ServeArgs};
+use crate::config::{Mode, MqttSubscription, NodeConfig, ServeArgs};
 use crate::publish;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -73,6 +73,100 @@ impl PointSink for ClusterSink {
             self.0
                 .write(&batch.points, &tags)
                 .await
+                .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
+        })
+    }
+}
+
+/// What a takeover subscriber needs to pose as another node's subscriber.
+struct SessionTemplate {
+    broker_url: String,
+    cluster_id: String,
+}
+
+/// Drains the broker sessions of dead nodes (see
+/// [`minitrue_cluster::Topology::sessions_to_take_over`]): a subscriber under the dead node's
+/// client id and share group, routing through `sink`, stopped once the node is alive again
+/// (or this node is no longer the one to drain).
+fn spawn_session_takeover(
+    topology: TopologyWatch,
+    template: SessionTemplate,
+    parser: Arc<Parser>,
+    sink: Arc<dyn PointSink>,
+    metrics: MetricsRegistry,
+    stopping: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let counters = Arc::new(IngestCounters::default());
+    metrics.register(counters.clone().metrics("mqtt-takeover"));
+    tokio::spawn(async move {
+        let mut drains: std::collections::HashMap<NodeId, watch::Sender<bool>> =
+            std::collections::HashMap::new();
+        let mut stop = stopping.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+            let now = topology.current();
+            let wanted = now.sessions_to_take_over();
+            // A drain ends when its node is alive again (it takes its session back) or another
+            // node drains now; a node that vanished from gossip stays drained, or its session
+            // would keep taking messages with nobody reading them.
+            drains.retain(|node, end| {
+                let keep = wanted.iter().any(|(wanted, _)| wanted == node)
+                    || (now.member(node).is_none() && !wanted.is_empty());
+                if !keep {
+                    let _ = end.send(true);
+                    tracing::info!(node = %node, "stopped draining a node's mqtt session");
+                }
+                keep
+            });
+            for (node, session) in wanted {
+                // Only a session on this node's own broker can be taken over from here.
+                if drains.contains_key(&node) || session.broker != template.broker_url {
+                    continue;
+                }
+                tracing::info!(node = %node, "draining the mqtt session of a dead node");
+                let (end, ended) = watch::channel(false);
+                let mut subscriber =
+                    SubscriberConfig::new(template.broker_url.clone(), session.client_id);
+                subscriber.share_group = Some(format!("minitrue-{}", template.cluster_id));
+                let (parser, sink, counters) = (parser.clone(), sink.clone(), counters.clone());
+                tokio::spawn(async move {
+                    let result = run_subscriber(
+                        subscriber,
+                        parser,
+                        sink,
+                        counters,
+                        wait_for_shutdown(ended),
+                    )
+                    .await;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "a session takeover stopped");
+                    }
+                });
+                drains.insert(node, end);
+            }
+        }
+        for end in drains.values() {
+            let _ = end.send(true);
+        }
+    })
+}
+
+/// Keeps what this node owns of ingested points (`--mqtt-subscription every-node`: every
+/// node receives every message, so each owner takes its own copy from the broker).
+pub(crate) struct OwnedSink(pub(crate) Arc<Replicator>);
+
+impl PointSink for OwnedSink {
+    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let tags: Vec<(SeriesKey, Tags)> =
+                batch.series_tags.into_iter().map(|t| (t.series, t.tags)).collect();
+            self.0
+                .write_owned(&batch.points, &tags)
+                .await
+                .map(|_| ())
                 .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
         })
     }
@@ -289,10 +383,18 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         };
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("mqtt"));
-        let subscriber =
-            SubscriberConfig::new(mqtt_url.clone(), format!("minitrue-{}", config.node_id));
+        let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
+        // Shared: the broker gives each message to one node of the cluster, which routes it.
+        // Every node: each node receives everything and keeps what it owns.
+        let mqtt_sink: Arc<dyn PointSink> = match config.mqtt_subscription {
+            MqttSubscription::Shared => {
+                subscriber.share_group = Some(format!("minitrue-{}", config.cluster_id));
+                sink.clone()
+            }
+            MqttSubscription::EveryNode => Arc::new(OwnedSink(replicator.clone())),
+        };
         tasks.push(tokio::spawn({
-            let (parser, sink, stopping) = (parser.clone(), sink.clone(), stopping.clone());
+            let (parser, sink, stopping) = (parser.clone(), mqtt_sink, stopping.clone());
             async move {
                 if let Err(error) =
                     run_subscriber(subscriber, parser, sink, counters, wait_for_shutdown(stopping))
@@ -302,8 +404,27 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 }
             }
         }));
+        if config.mqtt_subscription == MqttSubscription::Shared {
+            tasks.push(spawn_session_takeover(
+                topology.clone(),
+                SessionTemplate {
+                    broker_url: mqtt_url.clone(),
+                    cluster_id: config.cluster_id.clone(),
+                },
+                parser.clone(),
+                sink.clone(),
+                metrics.clone(),
+                stopping.clone(),
+            ));
+        }
         ready.insert("mqtt_broker".into(), mqtt_url.clone().into());
-        println!("mqtt: subscribed at {mqtt_url}");
+        println!(
+            "mqtt: subscribed at {mqtt_url} ({})",
+            match config.mqtt_subscription {
+                MqttSubscription::Shared => "shared: each message to one node of the cluster",
+                MqttSubscription::EveryNode => "every node: each keeps what it owns",
+            }
+        );
 
         if config.simulate > 0 {
             let args = publish::PublishArgs {
@@ -457,6 +578,18 @@ async fn join_cluster(
     // A starting node may lack what it missed while down: it answers for its ranges only
     // once repaired (see minitrue_cluster::repair).
     membership.state = NodeState::Recovering;
+    // Another node drains this one's shared session on the external broker while it is down
+    // (an embedded broker goes down with its node).
+    if let (Some(broker), true, true) = (
+        &config.broker,
+        config.mode != Mode::Query,
+        config.mqtt_subscription == MqttSubscription::Shared,
+    ) {
+        membership.mqtt_session = Some(minitrue_cluster::MqttSession {
+            client_id: mqtt_client_id(config),
+            broker: broker.clone(),
+        });
+    }
     let membership = Membership::start(membership)
         .await
         .with_context(|| format!("starting gossip on udp {gossip_address}"))?;
@@ -469,6 +602,11 @@ async fn join_cluster(
     };
     let (watch, cluster) = TopologyWatch::follow(membership, topology).await;
     Ok((watch, cluster, gossip_address))
+}
+
+/// The MQTT client id of this node's subscriber: stable, so the broker keeps its session.
+fn mqtt_client_id(config: &NodeConfig) -> String {
+    format!("minitrue-{}", config.node_id)
 }
 
 /// How long a starting node listens to gossip before it routes writes or repairs: long
