@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A three-node MiniTrue cluster on this machine, with simulated sensors (the seed's
 # run_cluster.sh). node1 runs the embedded MQTT broker; node2 and node3 join through node1's
-# gossip port and subscribe to the same broker; `minitrue publish simulate` feeds it.
+# gossip port and subscribe to the same broker; `minitrue publish simulate` feeds it. As in
+# the seed, every node receives every message and keeps what it owns (every-node mode: the
+# embedded broker is not meant for shared subscriptions).
 # Ctrl-C (or SIGTERM) stops everything cleanly.
 #
 #   scripts/run_cluster.sh                 # build (release) and run
@@ -46,7 +48,8 @@ start_node() {
   "$MINITRUE_BIN" serve --node-id "node$n" --data-dir "$dir/data" \
     --http-port $((8080 + n + OFFSET)) --pg-port $((5432 + n + OFFSET)) \
     --flight-port $((50051 + n + OFFSET)) --gossip-port $((9000 + n + OFFSET)) \
-    --replication-factor "$RF" --ready-file "$dir/ready.json" "$@" >"$dir/node.log" 2>&1 &
+    --replication-factor "$RF" --mqtt-subscription every-node \
+    --ready-file "$dir/ready.json" "$@" >"$dir/node.log" 2>&1 &
   pids+=($!)
   local waited=0
   until [ -f "$dir/ready.json" ]; do

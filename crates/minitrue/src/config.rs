@@ -101,8 +101,8 @@ pub struct ServeArgs {
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
     #[arg(long)]
     pub broker: Option<String>,
-    /// `shared` (default): each message goes to one node of the cluster, which routes it;
-    /// `every-node`: every node receives every message and keeps what it owns.
+    /// With --broker, `shared` (default): each message goes to one node of the cluster, which
+    /// routes it; `every-node`: every node receives every message and keeps what it owns.
     #[arg(long = "mqtt-subscription", value_enum)]
     pub mqtt_subscription: Option<MqttSubscription>,
     /// MQTT topic templates mapping topic levels to device_id, metric and tags, e.g.

@@ -386,9 +386,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
         // Shared: the broker gives each message to one node of the cluster, which routes it.
         // Every node: each node receives everything and keeps what it owns.
+        // The embedded broker's only subscriber is this node: a plain subscription there.
         let mqtt_sink: Arc<dyn PointSink> = match config.mqtt_subscription {
             MqttSubscription::Shared => {
-                subscriber.share_group = Some(format!("minitrue-{}", config.cluster_id));
+                if config.broker.is_some() {
+                    subscriber.share_group = Some(format!("minitrue-{}", config.cluster_id));
+                }
                 sink.clone()
             }
             MqttSubscription::EveryNode => Arc::new(OwnedSink(replicator.clone())),
@@ -404,7 +407,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 }
             }
         }));
-        if config.mqtt_subscription == MqttSubscription::Shared {
+        if config.broker.is_some() && config.mqtt_subscription == MqttSubscription::Shared {
             tasks.push(spawn_session_takeover(
                 topology.clone(),
                 SessionTemplate {
@@ -421,7 +424,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         println!(
             "mqtt: subscribed at {mqtt_url} ({})",
             match config.mqtt_subscription {
-                MqttSubscription::Shared => "shared: each message to one node of the cluster",
+                MqttSubscription::Shared if config.broker.is_some() =>
+                    "shared: each message to one node of the cluster",
+                MqttSubscription::Shared => "this node's own broker",
                 MqttSubscription::EveryNode => "every node: each keeps what it owns",
             }
         );
