@@ -502,3 +502,49 @@ def test_every_node_mode_lets_each_owner_take_its_own_copy_from_the_broker(tmp_p
         finally:
             for node in nodes:
                 node.stop()
+
+
+def test_a_joining_node_takes_its_ranges_and_the_others_drop_what_they_no_longer_own(tmp_path):
+    """A 4th node joins a 3-node RF 2 cluster: it is `recovering` (reads avoid it) while repair
+    copies it the ranges it now owns, then active; the others hand over and drop the series
+    they no longer own. Queries stay exact throughout, and each node ends holding exactly its
+    ranges (every series on exactly its 2 owners)."""
+    points = data_set()
+    want = reference_answers(tmp_path, points)
+    series_count = len(DEVICES) * len(METRICS)
+    nodes = []
+    try:
+        start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "2")
+        body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
+        status, _ = nodes[0].http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
+        assert status == 204
+        assert not replica_disagreements(nodes, 2, series_count)
+
+        seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
+        nodes.append(Node(tmp_path / "node4", "--node-id", "node4", *seeds, *FAST_GOSSIP,
+                          "--replication-factor", "2", "--write-quorum", "2").start())
+        four = {name: ["active", "t", "t"] for name in [*NAMES, "node4"]}
+        deadline = time.time() + 90
+        while not all(view(node) == four for node in nodes):
+            assert time.time() < deadline, [view(node) for node in nodes]
+            # Exact while the node joins and its ranges move.
+            assert answers(nodes[0]) == want
+            time.sleep(0.2)
+        wait_for_replicas_to_agree(nodes, 2, series_count)
+        held = [sum(int(c[0]) for c in replica_checksums(node).values()) for node in nodes]
+        assert sum(held) == 2 * len(points) and held[3] > 0, held
+        # Only node4's ranges moved: what it pulled while recovering, what the others' repairs
+        # after the ring change pushed to it and what old owners handed over before dropping
+        # their copies add up to what it holds (a leaf both sides copied at the same moment
+        # counts twice, hence the bound).
+        pulled = nodes[3].metric("minitrue_cluster_repair_points_received_total")
+        pushed = sum(node.metric("minitrue_cluster_repair_points_sent_total") for node in nodes[:3])
+        handed = sum(node.metric("minitrue_cluster_points_handed_off_total") for node in nodes[:3])
+        moved = pulled + pushed + handed
+        assert held[3] <= moved <= 2 * held[3] and moved < len(points), (pulled, pushed, handed, held)
+        assert sum(node.metric("minitrue_cluster_series_handed_off_total") for node in nodes[:3]) > 0
+        for node in nodes:
+            assert answers(node) == want
+    finally:
+        for node in nodes:
+            node.stop()

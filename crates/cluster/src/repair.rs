@@ -370,6 +370,15 @@ async fn answer(
     }
 }
 
+/// Which side a repair writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Both sides end with the union.
+    Both,
+    /// Only the peer is written: this node hands the series it holds over.
+    PushOnly,
+}
+
 /// When repairs run.
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
@@ -415,6 +424,8 @@ struct RepairCounters {
     leaves_differing: AtomicU64,
     points_received: AtomicU64,
     points_sent: AtomicU64,
+    series_handed_off: AtomicU64,
+    points_handed_off: AtomicU64,
     /// Progress of the current pass: peers to repair with, and done.
     pass_peers: AtomicU64,
     pass_peers_done: AtomicU64,
@@ -457,20 +468,50 @@ impl Repairer {
             .collect()
     }
 
-    /// The live nodes this node shares ranges with.
-    fn partners(topology: &Topology) -> Vec<NodeId> {
+    /// The nodes this node shares ranges with.
+    fn co_owners(topology: &Topology) -> BTreeSet<NodeId> {
         let mut partners: BTreeSet<NodeId> = BTreeSet::new();
         for range in topology.ring.ranges() {
             if range.owners.contains(&topology.local) {
                 partners.extend(range.owners.iter().filter(|o| **o != topology.local).cloned());
             }
         }
-        partners.into_iter().filter(|node| topology.is_alive(node)).collect()
+        partners
+    }
+
+    /// The live nodes this node shares ranges with.
+    fn partners(topology: &Topology) -> Vec<NodeId> {
+        Self::co_owners(topology).into_iter().filter(|node| topology.is_alive(node)).collect()
+    }
+
+    /// Whether a co-owner that is not alive may still be one whose liveness this starting
+    /// node has not established yet (seen down for less than three settles): recovery waits
+    /// for it rather than turning active without its ranges.
+    fn undecided_partners(&self, topology: &Topology) -> bool {
+        Self::co_owners(topology).iter().any(|node| {
+            topology.member(node).is_some_and(|status| {
+                !status.member.alive
+                    && status.down_for.is_none_or(|down| down < self.config.settle * 3)
+            })
+        })
     }
 
     /// Compares the ranges shared with `peer` and repairs both sides.
     pub async fn repair_with(&self, peer: &NodeId) -> Result<RepairReport, RepairError> {
         let topology = self.topology.current();
+        let ranges = Self::shared_ranges(&topology, peer);
+        self.repair_ranges(&topology, peer, ranges, Direction::Both).await
+    }
+
+    /// Compares `ranges` with `peer`; copies what each side lacks (`Both`), or only what the
+    /// peer lacks of the series this node holds (`PushOnly`: handing ranges over).
+    async fn repair_ranges(
+        &self,
+        topology: &Topology,
+        peer: &NodeId,
+        ranges: Vec<RangeBounds>,
+        direction: Direction,
+    ) -> Result<RepairReport, RepairError> {
         for node in [peer, &topology.local] {
             if topology.has_hints_waiting_for(node) {
                 return Err(RepairError::HintsWaiting(node.clone()));
@@ -480,7 +521,6 @@ impl Repairer {
             .live_flight_address(peer)
             .ok_or_else(|| RepairError::Unreachable(peer.clone()))?;
         let ring = topology.ring.fingerprint();
-        let ranges = Self::shared_ranges(&topology, peer);
         let mut report =
             RepairReport { ranges_compared: ranges.len() as u64, ..Default::default() };
         if ranges.is_empty() {
@@ -520,7 +560,8 @@ impl Repairer {
             }
         }
         for (key, digest) in &their_leaves {
-            if my_leaves.get(key) != Some(digest) {
+            // Handing over, only the series this node holds matter.
+            if my_leaves.get(key) != Some(digest) && direction == Direction::Both {
                 let count = leaves.entry(key).or_default();
                 *count = (*count).max(digest.count);
             }
@@ -530,14 +571,15 @@ impl Repairer {
         let mut chunk_points = 0u64;
         for (key, count) in leaves {
             if !chunk.is_empty() && chunk_points + count > POINTS_PER_CALL {
-                self.repair_leaves(address, &std::mem::take(&mut chunk), &mut report).await?;
+                let leaves = std::mem::take(&mut chunk);
+                self.repair_leaves(address, &leaves, direction, &mut report).await?;
                 chunk_points = 0;
             }
             chunk.push(key.clone());
             chunk_points += count;
         }
         if !chunk.is_empty() {
-            self.repair_leaves(address, &chunk, &mut report).await?;
+            self.repair_leaves(address, &chunk, direction, &mut report).await?;
         }
         Ok(report)
     }
@@ -547,6 +589,7 @@ impl Repairer {
         &self,
         address: SocketAddr,
         leaves: &[LeafKey],
+        direction: Direction,
         report: &mut RepairReport,
     ) -> Result<(), RepairError> {
         let body = serde_json::to_vec(leaves).map_err(|e| RepairError::Malformed(e.to_string()))?;
@@ -557,7 +600,10 @@ impl Repairer {
             async { Ok::<_, RepairError>(leaf_points(&self.engine, leaves).await?) },
         )?;
         let (theirs, their_tags) = points_from_ipc(&their_bytes).map_err(RepairError::Malformed)?;
-        let (to_mine, to_theirs) = reconcile(&mine, &theirs);
+        let (mut to_mine, to_theirs) = reconcile(&mine, &theirs);
+        if direction == Direction::PushOnly {
+            to_mine.clear();
+        }
         if !to_mine.is_empty() {
             let untagged: Vec<(SeriesKey, Tags)> = their_tags
                 .into_iter()
@@ -589,6 +635,66 @@ impl Repairer {
             .map_err(|e| RepairError::Malformed(e.to_string()))?;
         let answer = self.peers.action(address, REPAIR_DIGEST_ACTION, body).await?;
         serde_json::from_slice(&answer).map_err(|e| RepairError::Malformed(e.to_string()))
+    }
+
+    /// Whether the ring is calm enough to drop what this node no longer owns: every ring
+    /// node alive and active (a recovering one may still need this node's copy) and no hints
+    /// waiting anywhere.
+    fn calm(topology: &Topology) -> bool {
+        topology.members.iter().all(|status| {
+            let member = &status.member;
+            (!status.in_ring || (member.alive && member.state == Some(NodeState::Active)))
+                && (!member.alive || member.hints_for.is_empty())
+        })
+    }
+
+    /// Hands the series this node stores but no longer owns (after a node joined, or came
+    /// back after being gone) to their owners, then drops them here. Runs only on a calm ring;
+    /// returns the series dropped, or `None` when the ring was not calm.
+    pub async fn hand_off(&self) -> Result<Option<u64>, RepairError> {
+        let topology = self.topology.current();
+        if !Self::calm(&topology) || topology.ring.is_empty() {
+            return Ok(None);
+        }
+        let ring = &topology.ring;
+        let stray: Vec<SeriesKey> = self
+            .engine
+            .series()
+            .into_iter()
+            .map(|info| info.series)
+            .filter(|key| {
+                !ring.series_owners(key.device_id(), key.metric()).contains(&topology.local)
+            })
+            .collect();
+        if stray.is_empty() {
+            return Ok(Some(0));
+        }
+        // The ranges holding them, per owner.
+        let mut per_owner: BTreeMap<NodeId, BTreeSet<RangeBounds>> = BTreeMap::new();
+        for key in &stray {
+            let token = series_token(key.device_id(), key.metric());
+            if let Some(range) = ring.ranges().find(|range| range.contains(token)) {
+                for owner in range.owners {
+                    per_owner.entry(owner.clone()).or_default().insert((range.start, range.end));
+                }
+            }
+        }
+        for (owner, ranges) in per_owner {
+            let ranges: Vec<RangeBounds> = ranges.into_iter().collect();
+            let report = self.repair_ranges(&topology, &owner, ranges, Direction::PushOnly).await?;
+            self.counters.points_handed_off.fetch_add(report.points_sent, Ordering::Relaxed);
+        }
+        for key in &stray {
+            let delete = minitrue_storage::DeleteRequest {
+                device_id: key.device_id().to_string(),
+                metric: Some(key.metric().to_string()),
+                time: TimeRange::ALL,
+            };
+            self.engine.delete(delete).await?;
+        }
+        self.counters.series_handed_off.fetch_add(stray.len() as u64, Ordering::Relaxed);
+        tracing::info!(series = stray.len(), "handed over series this node no longer owns");
+        Ok(Some(stray.len() as u64))
     }
 
     /// Repairs with each of `peers`; true when every one of them was repaired.
@@ -654,8 +760,10 @@ impl Repairer {
             }
             // Recovery: every live node this one shares ranges with, both sides repaired.
             loop {
-                let partners = Self::partners(&repairer.topology.current());
-                if repairer.pass(&partners).await {
+                let topology = repairer.topology.current();
+                let partners = Self::partners(&topology);
+                let undecided = repairer.undecided_partners(&topology);
+                if repairer.pass(&partners).await && !undecided {
                     break;
                 }
                 if stopped(&mut stop, repairer.config.retry).await {
@@ -667,10 +775,13 @@ impl Repairer {
                 tracing::info!("recovered: this node is active");
             }
             // Afterwards each pair is repaired by the node with the smaller id, when the ring
-            // changed (after a settle, so that gossip agrees) and every interval.
+            // changed (after a settle, so that gossip agrees) and every interval; series this
+            // node no longer owns are handed over once the ring is calm.
             let mut ring = repairer.topology.current().ring.clone();
             let mut last_round = tokio::time::Instant::now();
             let mut pending_round = false;
+            // What this node held before the ring last changed may now be another's.
+            let mut hand_off_due = true;
             loop {
                 if stopped(&mut stop, repairer.config.retry).await {
                     return;
@@ -679,8 +790,16 @@ impl Repairer {
                 if !Arc::ptr_eq(&ring, &topology.ring) {
                     ring = topology.ring.clone();
                     pending_round = true;
+                    hand_off_due = true;
                     if stopped(&mut stop, repairer.config.settle).await {
                         return;
+                    }
+                }
+                if hand_off_due {
+                    match repairer.hand_off().await {
+                        Ok(Some(_)) => hand_off_due = false,
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%error, "hand-off failed; it will be retried"),
                     }
                 }
                 let due =
@@ -689,9 +808,11 @@ impl Repairer {
                     continue;
                 }
                 let topology = repairer.topology.current();
+                // A recovering peer repairs with every partner itself; repairing it from here
+                // at the same time would copy the same points twice.
                 let peers: Vec<NodeId> = Self::partners(&topology)
                     .into_iter()
-                    .filter(|peer| *peer > topology.local)
+                    .filter(|peer| *peer > topology.local && !topology.is_recovering(peer))
                     .collect();
                 pending_round = !repairer.pass(&peers).await;
                 last_round = tokio::time::Instant::now();
@@ -745,6 +866,16 @@ impl Repairer {
                     "minitrue_cluster_repair_points_sent_total",
                     "Points sent to peers by repair",
                     load(&c.points_sent),
+                ),
+                Metric::counter(
+                    "minitrue_cluster_series_handed_off_total",
+                    "Series given to their new owners and dropped here",
+                    load(&c.series_handed_off),
+                ),
+                Metric::counter(
+                    "minitrue_cluster_points_handed_off_total",
+                    "Points sent to new owners before dropping them here",
+                    load(&c.points_handed_off),
                 ),
                 Metric::gauge(
                     "minitrue_cluster_repair_pass_peers",
