@@ -61,19 +61,25 @@ impl PointSink for EngineSink {
     }
 }
 
-/// Writes ingested points (and their series' tags) to their owners in the cluster: durable
-/// on the write quorum when `write` returns.
-pub(crate) struct ClusterSink(pub(crate) Arc<Replicator>);
+/// Writes ingested points (and their series' tags) in the cluster: to all their owners,
+/// durable on the write quorum when `write` returns; or, with `owned_only` (the seed's
+/// `--mqtt-subscription every-node`, where every node receives every message and each owner
+/// takes its own copy from the broker), only what this node owns, locally.
+pub(crate) struct ClusterSink {
+    pub(crate) replicator: Arc<Replicator>,
+    pub(crate) owned_only: bool,
+}
 
 impl PointSink for ClusterSink {
     fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             let tags: Vec<(SeriesKey, Tags)> =
                 batch.series_tags.into_iter().map(|t| (t.series, t.tags)).collect();
-            self.0
-                .write(&batch.points, &tags)
-                .await
-                .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
+            let written = match self.owned_only {
+                true => self.replicator.write_owned(&batch.points, &tags).await.map(|_| ()),
+                false => self.replicator.write(&batch.points, &tags).await,
+            };
+            written.map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
         })
     }
 }
@@ -152,24 +158,6 @@ fn spawn_session_takeover(
             let _ = end.send(true);
         }
     })
-}
-
-/// Keeps what this node owns of ingested points (`--mqtt-subscription every-node`: every
-/// node receives every message, so each owner takes its own copy from the broker).
-pub(crate) struct OwnedSink(pub(crate) Arc<Replicator>);
-
-impl PointSink for OwnedSink {
-    fn write(&self, batch: WriteBatch) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let tags: Vec<(SeriesKey, Tags)> =
-                batch.series_tags.into_iter().map(|t| (t.series, t.tags)).collect();
-            self.0
-                .write_owned(&batch.points, &tags)
-                .await
-                .map(|_| ())
-                .map_err(|e| SinkError { kind: e.kind(), message: e.to_string() })
-        })
-    }
 }
 
 /// Replica writes from peers (a `DoPut` on the Flight door), deletes and repair questions
@@ -362,7 +350,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         minitrue_cluster::repair::Repairer::new(topology.clone(), engine.clone(), repair);
     metrics.register(repairer.metrics());
     tasks.push(repairer.spawn(Some(cluster.local_keys()), stopping.clone()));
-    let sink: Arc<dyn PointSink> = Arc::new(ClusterSink(replicator.clone()));
+    let sink: Arc<dyn PointSink> =
+        Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: false });
 
     if config.mode != Mode::Query {
         let mqtt_url = match &config.broker {
@@ -394,7 +383,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 }
                 sink.clone()
             }
-            MqttSubscription::EveryNode => Arc::new(OwnedSink(replicator.clone())),
+            MqttSubscription::EveryNode => {
+                Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: true })
+            }
         };
         tasks.push(tokio::spawn({
             let (parser, sink, stopping) = (parser.clone(), mqtt_sink, stopping.clone());
