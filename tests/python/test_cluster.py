@@ -8,6 +8,7 @@ the ring under a new generation.
 Writes: a point written through any node lands on exactly the owners of its series; with an
 owner down it waits as a hint and reaches the owner when it is back; a write that cannot reach
 its quorum is refused (HTTP 503, SQL error) instead of being acknowledged."""
+import contextlib
 import json
 import time
 
@@ -393,6 +394,23 @@ def publish_series(publisher, points, pairs):
         ])
 
 
+PAIRS = [(device, metric) for metric in METRICS for device in DEVICES]
+
+
+@contextlib.contextmanager
+def cluster_on_mosquitto(tmp_path, client_id, *extra):
+    """Three nodes subscribed to one Mosquitto (`extra` flags on each), and a publisher to it;
+    yields (nodes, publisher) and stops them all."""
+    with mosquitto(tmp_path) as broker:
+        nodes = []
+        try:
+            start_cluster(nodes, tmp_path, *extra, "--broker", f"mqtt://127.0.0.1:{broker}")
+            yield nodes, Publisher(broker, client_id=client_id)
+        finally:
+            for node in nodes:
+                node.stop()
+
+
 def reference_answers(tmp_path, points):
     """The golden answers of one node holding `points`."""
     with_node = Node(tmp_path / "reference", "--node-id", "reference").start()
@@ -410,40 +428,32 @@ def test_a_node_killed_during_ingest_catches_up_and_replicas_converge(tmp_path):
     bring every replica to the same content (counts and checksums per replica)."""
     points = data_set()
     want = reference_answers(tmp_path, points)
-    pairs = [(device, metric) for metric in METRICS for device in DEVICES]
-    with mosquitto(tmp_path) as broker:
-        nodes = []
-        try:
-            start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "1",
-                          "--broker", f"mqtt://127.0.0.1:{broker}")
-            publisher = Publisher(broker, client_id="catch-up-publisher")
-            publish_series(publisher, points, pairs[:12])
-            publisher.flush()
-            nodes[2].kill()
-            # Ingest goes on while node3 is down, with queries running between the batches:
-            # none fails (a range's other owner answers).
-            for start in range(12, len(pairs), 6):
-                publish_series(publisher, points, pairs[start:start + 6])
-                for node in nodes[:2]:
-                    assert node.scalar("SELECT count(*) FROM readings") is not None
-            publisher.close()
+    flags = ("--replication-factor", "2", "--write-quorum", "1")
+    with cluster_on_mosquitto(tmp_path, "catch-up-publisher", *flags) as (nodes, publisher):
+        publish_series(publisher, points, PAIRS[:12])
+        publisher.flush()
+        nodes[2].kill()
+        # Ingest goes on while node3 is down, with queries running between the batches:
+        # none fails (a range's other owner answers).
+        for start in range(12, len(PAIRS), 6):
+            publish_series(publisher, points, PAIRS[start:start + 6])
             for node in nodes[:2]:
-                wait_until("every point visible without node3", lambda: node.scalar("SELECT count(*) FROM readings") == str(len(points)), 60)
-                assert answers(node) == want
-            assert nodes[0].metric("minitrue_cluster_hints_stored_total") > 0
-            # Mosquitto kept handing node3's share of the shared subscription to its session;
-            # node1, the smallest live node, took that session over and routed it.
-            assert nodes[0].metric("minitrue_ingest_messages_total", door="mqtt-takeover") > 0
+                assert node.scalar("SELECT count(*) FROM readings") is not None
+        publisher.close()
+        for node in nodes[:2]:
+            wait_until("every point visible without node3", lambda: node.scalar("SELECT count(*) FROM readings") == str(len(points)), 60)
+            assert answers(node) == want
+        assert nodes[0].metric("minitrue_cluster_hints_stored_total") > 0
+        # Mosquitto kept handing node3's share of the shared subscription to its session;
+        # node1, the smallest live node, took that session over and routed it.
+        assert nodes[0].metric("minitrue_ingest_messages_total", door="mqtt-takeover") > 0
 
-            nodes[2].start()
-            for node in nodes:
-                wait_until("node3 recovered", lambda: all_serving(node), 90)
-            wait_for_replicas_to_agree(nodes, 2, len(pairs))
-            for node in nodes:
-                assert answers(node) == want
-        finally:
-            for node in nodes:
-                node.stop()
+        nodes[2].start()
+        for node in nodes:
+            wait_until("node3 recovered", lambda: all_serving(node), 90)
+        wait_for_replicas_to_agree(nodes, 2, len(PAIRS))
+        for node in nodes:
+            assert answers(node) == want
 
 
 def test_a_node_that_lost_its_disk_is_rebuilt_by_repair(tmp_path):
@@ -485,23 +495,15 @@ def test_every_node_mode_lets_each_owner_take_its_own_copy_from_the_broker(tmp_p
     """`--mqtt-subscription every-node` (the seed's way): every node receives every message
     and keeps the points it owns; nothing is routed between nodes."""
     points = data_set()
-    pairs = [(device, metric) for metric in METRICS for device in DEVICES]
-    with mosquitto(tmp_path) as broker:
-        nodes = []
-        try:
-            start_cluster(nodes, tmp_path, "--replication-factor", "2", "--mqtt-subscription", "every-node",
-                          "--broker", f"mqtt://127.0.0.1:{broker}")
-            publisher = Publisher(broker, client_id="every-node-publisher")
-            publish_series(publisher, points, pairs)
-            publisher.close()
-            wait_for_replicas_to_agree(nodes, 2, len(pairs), 60)
-            for node in nodes:
-                assert node.metric("minitrue_ingest_messages_total", door="mqtt") == len(pairs)
-                assert node.metric("minitrue_cluster_replica_batches_sent_total") == 0
-                assert node.scalar("SELECT count(*) FROM readings") == str(len(points))
-        finally:
-            for node in nodes:
-                node.stop()
+    flags = ("--replication-factor", "2", "--mqtt-subscription", "every-node")
+    with cluster_on_mosquitto(tmp_path, "every-node-publisher", *flags) as (nodes, publisher):
+        publish_series(publisher, points, PAIRS)
+        publisher.close()
+        wait_for_replicas_to_agree(nodes, 2, len(PAIRS), 60)
+        for node in nodes:
+            assert node.metric("minitrue_ingest_messages_total", door="mqtt") == len(PAIRS)
+            assert node.metric("minitrue_cluster_replica_batches_sent_total") == 0
+            assert node.scalar("SELECT count(*) FROM readings") == str(len(points))
 
 
 def test_a_joining_node_takes_its_ranges_and_the_others_drop_what_they_no_longer_own(tmp_path):
