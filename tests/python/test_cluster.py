@@ -411,13 +411,18 @@ def cluster_on_mosquitto(tmp_path, client_id, *extra):
                 node.stop()
 
 
+def post_points(node, points):
+    """Writes (device, metric, seconds, value) points through `node`'s HTTP door."""
+    body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
+    status, answer = node.http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    assert status == 204, answer
+
+
 def reference_answers(tmp_path, points):
     """The golden answers of one node holding `points`."""
     with_node = Node(tmp_path / "reference", "--node-id", "reference").start()
     try:
-        body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
-        status, _ = with_node.http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
-        assert status == 204
+        post_points(with_node, points)
         return answers(with_node)
     finally:
         with_node.stop()
@@ -465,9 +470,7 @@ def test_a_node_that_lost_its_disk_is_rebuilt_by_repair(tmp_path):
     nodes = []
     try:
         start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "2")
-        body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
-        status, _ = nodes[0].http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
-        assert status == 204
+        post_points(nodes[0], points)
         before = [replica_checksums(node) for node in nodes]
         assert not replica_disagreements(nodes, 2, len(DEVICES) * len(METRICS))
         assert len(before[2]) > 0
@@ -517,9 +520,7 @@ def test_a_joining_node_takes_its_ranges_and_the_others_drop_what_they_no_longer
     nodes = []
     try:
         start_cluster(nodes, tmp_path, "--replication-factor", "2", "--write-quorum", "2")
-        body = [{"device_id": d, "metric_name": m, "timestamp": t, "value": v} for d, m, t, v in points]
-        status, _ = nodes[0].http("POST", "/api/v1/write", json.dumps(body).encode(), {"Content-Type": "application/json"})
-        assert status == 204
+        post_points(nodes[0], points)
         assert not replica_disagreements(nodes, 2, series_count)
 
         seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
