@@ -673,7 +673,7 @@ impl Repairer {
         let mut per_owner: BTreeMap<NodeId, BTreeSet<RangeBounds>> = BTreeMap::new();
         for key in &stray {
             let token = series_token(key.device_id(), key.metric());
-            if let Some(range) = ring.ranges().find(|range| range.contains(token)) {
+            if let Some(range) = ring.range_of(token) {
                 for owner in range.owners {
                     per_owner.entry(owner.clone()).or_default().insert((range.start, range.end));
                 }

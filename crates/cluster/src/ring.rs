@@ -146,7 +146,6 @@ impl Ring {
         Ring { nodes, virtual_nodes, replication_factor, range_ends, owners, replicas }
     }
 
-    /// The member nodes, sorted.
     /// A hash of what decides ownership (nodes, virtual nodes, replication factor): two
     /// nodes with the same fingerprint compute the same owners for every series.
     pub fn fingerprint(&self) -> u64 {
@@ -158,6 +157,7 @@ impl Ring {
         XxHash64::oneshot(0, text.as_bytes())
     }
 
+    /// The member nodes, sorted.
     pub fn nodes(&self) -> &[NodeId] {
         &self.nodes
     }
@@ -182,13 +182,18 @@ impl Ring {
 
     /// The owners of the series at `token`, primary first; empty for an empty ring.
     pub fn owners(&self, token: Token) -> &[NodeId] {
+        self.range_of(token).map_or(&[], |range| range.owners)
+    }
+
+    /// The range holding `token`; `None` for an empty ring.
+    pub fn range_of(&self, token: Token) -> Option<TokenRange<'_>> {
         if self.range_ends.is_empty() {
-            return &[];
+            return None;
         }
         // The first range whose end is at or after the token; past the last, the first
         // range (it wraps).
-        let range = self.range_ends.partition_point(|&end| end < token) % self.range_ends.len();
-        &self.owners[range * self.replicas..(range + 1) * self.replicas]
+        let index = self.range_ends.partition_point(|&end| end < token) % self.range_ends.len();
+        Some(self.range(index))
     }
 
     /// The owners of the series `(device_id, metric)`, primary first.
@@ -203,12 +208,17 @@ impl Ring {
 
     /// Every range, in token order.
     pub fn ranges(&self) -> impl Iterator<Item = TokenRange<'_>> + '_ {
+        (0..self.range_ends.len()).map(move |index| self.range(index))
+    }
+
+    /// The `index`-th range in token order (`index` < the range count).
+    fn range(&self, index: usize) -> TokenRange<'_> {
         let count = self.range_ends.len();
-        (0..count).map(move |index| TokenRange {
+        TokenRange {
             start: self.range_ends[(index + count - 1) % count],
             end: self.range_ends[index],
             owners: &self.owners[index * self.replicas..(index + 1) * self.replicas],
-        })
+        }
     }
 
     /// The fraction of the ring `node` is primary for, and the fraction it holds a replica
@@ -331,6 +341,7 @@ mod tests {
                 let containing: Vec<_> = ring.ranges().filter(|r| r.contains(token)).collect();
                 prop_assert_eq!(containing.len(), 1);
                 prop_assert_eq!(containing[0].owners, ring.owners(token));
+                prop_assert_eq!(ring.range_of(token), Some(containing[0].clone()));
                 prop_assert_eq!(ring.owners(token), reversed.owners(token));
                 prop_assert_eq!(ring.owners(token).len(), rf.min(nodes.len()));
             }
