@@ -162,6 +162,17 @@ impl Peers {
         Ok(FlightClient::new(self.channel(address)?))
     }
 
+    /// A raw Flight client without tonic's 4 MiB message limit: fragment results and repair
+    /// answers can be larger.
+    fn unlimited_client(
+        &self,
+        address: SocketAddr,
+    ) -> Result<FlightServiceClient<Channel>, PeerError> {
+        Ok(FlightServiceClient::new(self.channel(address)?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
     fn channel(&self, address: SocketAddr) -> Result<Channel, PeerError> {
         let mut channels = self.channels.lock();
         let channel = match channels.get(&address) {
@@ -229,9 +240,7 @@ impl Peers {
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, PeerError> {
         let call = |message: String| PeerError::Call { address, message };
-        let mut client = FlightServiceClient::new(self.channel(address)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        let mut client = self.unlimited_client(address)?;
         let action = arrow_flight::Action::new(kind, body);
         let results: Vec<arrow_flight::Result> = client
             .do_action(action)
@@ -255,14 +264,12 @@ impl Peers {
         address: SocketAddr,
         payload: &[u8],
     ) -> Result<FragmentBatches, tonic::Status> {
-        let channel =
-            self.channel(address).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = self
+            .unlimited_client(address)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let mut ticket = Vec::with_capacity(FRAGMENT_TICKET_PREFIX.len() + payload.len());
         ticket.extend_from_slice(FRAGMENT_TICKET_PREFIX);
         ticket.extend_from_slice(payload);
-        let mut client = FlightServiceClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
         let response = client.do_get(Ticket { ticket: ticket.into() }).await?;
         let arrived = Arc::new(AtomicUsize::new(0));
         let counted = arrived.clone();

@@ -211,7 +211,10 @@ impl Replicator {
                 Err(error) => {
                     failures.push(format!("{}: {error}", share.node));
                     if share.node != topology.local {
-                        self.keep_hint(&share.node, subset, tags).await;
+                        let missed = Missed::Write { points: subset, series_tags: tags };
+                        if let Err(error) = self.keep_hint(&share.node, missed).await {
+                            tracing::error!(%error, node = %share.node, "a hint could not be kept");
+                        }
                     }
                 }
             }
@@ -285,33 +288,23 @@ impl Replicator {
         self.engine.write(points).await.map(|_| ())
     }
 
-    async fn keep_hint(&self, node: &NodeId, points: Vec<Point>, tags: Vec<(SeriesKey, Tags)>) {
+    /// Keeps what `node` missed as a hint on disk, counted and announced in gossip; an error
+    /// when it could not be kept.
+    async fn keep_hint(&self, node: &NodeId, missed: Missed) -> Result<(), String> {
         let hints = self.hints.clone();
         let target = node.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || hints.store(&target, &points, &tags)).await;
+        let counter = match missed {
+            Missed::Write { .. } => &self.counters.hints_stored,
+            Missed::Delete(_) => &self.counters.delete_hints_stored,
+        };
+        let stored = tokio::task::spawn_blocking(move || match &missed {
+            Missed::Write { points, series_tags } => hints.store(&target, points, series_tags),
+            Missed::Delete(requests) => hints.store_delete(&target, requests),
+        })
+        .await;
         match stored {
             Ok(Ok(_)) => {
-                self.counters.hints_stored.fetch_add(1, Ordering::Relaxed);
-                self.announce_hint_for(node).await;
-            }
-            Ok(Err(error)) => tracing::error!(%error, node = %node, "a hint could not be kept"),
-            Err(error) => tracing::error!(%error, node = %node, "a hint could not be kept"),
-        }
-    }
-
-    /// Keeps a delete for `node`; an error when it could not be kept (the delete then did not
-    /// reach that node at all).
-    async fn keep_delete_hint(
-        &self,
-        node: &NodeId,
-        requests: &[DeleteRequest],
-    ) -> Result<(), String> {
-        let hints = self.hints.clone();
-        let (target, requests) = (node.clone(), requests.to_vec());
-        match tokio::task::spawn_blocking(move || hints.store_delete(&target, &requests)).await {
-            Ok(Ok(_)) => {
-                self.counters.delete_hints_stored.fetch_add(1, Ordering::Relaxed);
+                counter.fetch_add(1, Ordering::Relaxed);
                 self.announce_hint_for(node).await;
                 Ok(())
             }
@@ -322,17 +315,10 @@ impl Replicator {
 
     /// Makes sure gossip says this node keeps hints for `node`.
     async fn announce_hint_for(&self, node: &NodeId) {
-        let targets = {
-            let mut announced = self.announced.lock();
-            if announced.contains(node) {
-                return;
-            }
-            announced.push(node.clone());
-            announced.sort();
-            announced.clone()
-        };
-        if let Some(keys) = &self.announce {
-            keys.set_hints_for(&targets).await;
+        let mut targets = self.announced.lock().clone();
+        if !targets.contains(node) {
+            targets.push(node.clone());
+            self.announce_hint_targets(targets).await;
         }
     }
 
@@ -391,7 +377,7 @@ impl Replicator {
                             tracing::warn!(node = %node, error = %why, "a node counting a delete \
                                 failed; its points are deleted from the hint but not counted");
                         }
-                        self.keep_delete_hint(node, requests)
+                        self.keep_hint(node, Missed::Delete(requests.to_vec()))
                             .await
                             .map(|()| None)
                             .map_err(|error| format!("{why}, and no hint could be kept: {error}"))

@@ -87,7 +87,7 @@ impl PointSink for ClusterSink {
 /// What a takeover subscriber needs to pose as another node's subscriber.
 struct SessionTemplate {
     broker_url: String,
-    cluster_id: String,
+    share_group: String,
 }
 
 /// Drains the broker sessions of dead nodes (see
@@ -136,7 +136,7 @@ fn spawn_session_takeover(
                 let (end, ended) = watch::channel(false);
                 let mut subscriber =
                     SubscriberConfig::new(template.broker_url.clone(), session.client_id);
-                subscriber.share_group = Some(format!("minitrue-{}", template.cluster_id));
+                subscriber.share_group = Some(template.share_group.clone());
                 let (parser, sink, counters) = (parser.clone(), sink.clone(), counters.clone());
                 tokio::spawn(async move {
                     let result = run_subscriber(
@@ -373,16 +373,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("mqtt"));
         let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
-        // Shared: the broker gives each message to one node of the cluster, which routes it.
-        // Every node: each node receives everything and keeps what it owns.
-        // The embedded broker's only subscriber is this node: a plain subscription there.
+        let share_group = mqtt_share_group(&config);
+        subscriber.share_group = share_group.clone();
+        // Every node receives everything and keeps what it owns; otherwise what this node
+        // receives (its share, or all of its embedded broker's) goes to the owners.
         let mqtt_sink: Arc<dyn PointSink> = match config.mqtt_subscription {
-            MqttSubscription::Shared => {
-                if config.broker.is_some() {
-                    subscriber.share_group = Some(format!("minitrue-{}", config.cluster_id));
-                }
-                sink.clone()
-            }
+            MqttSubscription::Shared => sink.clone(),
             MqttSubscription::EveryNode => {
                 Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: true })
             }
@@ -398,13 +394,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 }
             }
         }));
-        if config.broker.is_some() && config.mqtt_subscription == MqttSubscription::Shared {
+        if let Some(share_group) = &share_group {
             tasks.push(spawn_session_takeover(
                 topology.clone(),
-                SessionTemplate {
-                    broker_url: mqtt_url.clone(),
-                    cluster_id: config.cluster_id.clone(),
-                },
+                SessionTemplate { broker_url: mqtt_url.clone(), share_group: share_group.clone() },
                 parser.clone(),
                 sink.clone(),
                 metrics.clone(),
@@ -414,11 +407,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         ready.insert("mqtt_broker".into(), mqtt_url.clone().into());
         println!(
             "mqtt: subscribed at {mqtt_url} ({})",
-            match config.mqtt_subscription {
-                MqttSubscription::Shared if config.broker.is_some() =>
-                    "shared: each message to one node of the cluster",
-                MqttSubscription::Shared => "this node's own broker",
-                MqttSubscription::EveryNode => "every node: each keeps what it owns",
+            match (config.mqtt_subscription, &share_group) {
+                (MqttSubscription::EveryNode, _) => "every node: each keeps what it owns",
+                (_, Some(_)) => "shared: each message to one node of the cluster",
+                (_, None) => "this node's own broker",
             }
         );
 
@@ -576,11 +568,7 @@ async fn join_cluster(
     membership.state = NodeState::Recovering;
     // Another node drains this one's shared session on the external broker while it is down
     // (an embedded broker goes down with its node).
-    if let (Some(broker), true, true) = (
-        &config.broker,
-        config.mode != Mode::Query,
-        config.mqtt_subscription == MqttSubscription::Shared,
-    ) {
+    if let (Some(broker), Some(_)) = (&config.broker, mqtt_share_group(config)) {
         membership.mqtt_session = Some(minitrue_cluster::MqttSession {
             client_id: mqtt_client_id(config),
             broker: broker.clone(),
@@ -603,6 +591,15 @@ async fn join_cluster(
 /// The MQTT client id of this node's subscriber: stable, so the broker keeps its session.
 fn mqtt_client_id(config: &NodeConfig) -> String {
     format!("minitrue-{}", config.node_id)
+}
+
+/// The shared-subscription group of this node's MQTT subscriber: the cluster's, when it
+/// ingests from an external broker in shared mode (the embedded broker's only subscriber is
+/// its node, which subscribes plainly).
+fn mqtt_share_group(config: &NodeConfig) -> Option<String> {
+    let shared = config.mqtt_subscription == MqttSubscription::Shared;
+    (shared && config.broker.is_some() && config.mode != Mode::Query)
+        .then(|| format!("minitrue-{}", config.cluster_id))
 }
 
 /// How long a starting node listens to gossip before it routes writes or repairs: long
