@@ -8,7 +8,9 @@
 //! - [`reads`]: queries read one live owner per range, running plan fragments on peers.
 //! - [`repair`]: anti-entropy; owners of the same ranges compare Merkle digests and copy
 //!   each other what they lack (also how a restarted or new node catches up).
+//! - [`decommission`]: a node hands its ranges to their next owners and leaves the ring.
 
+pub mod decommission;
 pub mod hints;
 pub mod membership;
 pub mod peer;

@@ -67,8 +67,11 @@ pub enum NodeState {
     Recovering,
     /// Owns its ranges.
     Active,
-    /// Handing its ranges to the others before it stops.
+    /// Handing its ranges to the others before it stops (a decommission): still an owner,
+    /// while writes for its ranges also go to the nodes that own them once it is gone.
     Leaving,
+    /// Has handed its ranges over and owns nothing; it stops soon after.
+    Left,
 }
 
 impl NodeState {
@@ -78,6 +81,7 @@ impl NodeState {
             NodeState::Recovering => "recovering",
             NodeState::Active => "active",
             NodeState::Leaving => "leaving",
+            NodeState::Left => "left",
         }
     }
 }
@@ -97,6 +101,7 @@ impl FromStr for NodeState {
             "recovering" => Ok(NodeState::Recovering),
             "active" => Ok(NodeState::Active),
             "leaving" => Ok(NodeState::Leaving),
+            "left" => Ok(NodeState::Left),
             _ => Err(()),
         }
     }
@@ -177,7 +182,7 @@ impl Member {
     pub fn is_serving(&self) -> bool {
         self.alive
             && self.addresses.is_some()
-            && self.state.is_some_and(|s| s != NodeState::Leaving)
+            && self.state.is_some_and(|s| !matches!(s, NodeState::Leaving | NodeState::Left))
     }
 }
 

@@ -225,7 +225,7 @@ mod tests {
             })
             .collect();
         let ring = Ring::new(nodes.iter().map(|(name, _)| NodeId::new(*name)), 150, rf);
-        Topology { local: NodeId::new(local), members, ring: Arc::new(ring) }
+        Topology { local: NodeId::new(local), members, ring: Arc::new(ring), next_ring: None }
     }
 
     fn covers_once(shares: &[Share]) {

@@ -503,6 +503,17 @@ impl Repairer {
         self.repair_ranges(&topology, peer, ranges, Direction::Both).await
     }
 
+    /// Gives `peer` what it lacks of `ranges` (of the current ring) from what this node
+    /// holds, taking nothing back: how a leaving node hands its ranges to their next owners.
+    pub async fn push_ranges(
+        &self,
+        peer: &NodeId,
+        ranges: Vec<RangeBounds>,
+    ) -> Result<RepairReport, RepairError> {
+        let topology = self.topology.current();
+        self.repair_ranges(&topology, peer, ranges, Direction::PushOnly).await
+    }
+
     /// Compares `ranges` with `peer`; copies what each side lacks (`Both`), or only what the
     /// peer lacks of the series this node holds (`PushOnly`: handing ranges over).
     async fn repair_ranges(
@@ -787,6 +798,11 @@ impl Repairer {
                     return;
                 }
                 let topology = repairer.topology.current();
+                if topology.is_in_state(&topology.local, NodeState::Left) {
+                    // Decommissioned: this node owns nothing any more, and what it still
+                    // holds is a copy the others have.
+                    return;
+                }
                 if !Arc::ptr_eq(&ring, &topology.ring) {
                     ring = topology.ring.clone();
                     pending_round = true;

@@ -11,6 +11,7 @@
 //! node that has been gone (out of the ring) for longer than `max_hint_age` are dropped:
 //! its ranges have passed to other nodes, which repair brings up to date.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,11 @@ pub enum ReplicationError {
     DeleteIncomplete { failures: String },
     #[error("the delete cannot be counted: {0}")]
     DeleteUncountable(String),
+    #[error(
+        "{0} is leaving the cluster and its ranges are moving: deletes wait until it has left \
+         (a delete racing the move could let moved points survive); retry afterwards"
+    )]
+    NodeLeaving(NodeId),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -146,24 +152,23 @@ impl Replicator {
         if ring.is_empty() {
             return Err(ReplicationError::NoOwners);
         }
-        if ring.nodes().len() == 1 && ring.nodes()[0] == topology.local {
+        if ring.nodes().len() == 1
+            && ring.nodes()[0] == topology.local
+            && topology.next_ring.is_none()
+        {
             // A cluster of one: every point is this node's alone.
             self.counters.points_routed.fetch_add(points.len() as u64, Ordering::Relaxed);
             return Ok(self.write_local(points, series_tags).await?);
         }
         let mut shares: BTreeMap<NodeId, OwnerShare> = BTreeMap::new();
         let mut needed = Vec::with_capacity(points.len());
-        let mut owners_of_last: Option<(&SeriesKey, &[NodeId])> = None;
+        let mut owners_of_last: Option<(&SeriesKey, Cow<'_, [NodeId]>)> = None;
         for (index, point) in points.iter().enumerate() {
-            let owners = match owners_of_last {
-                Some((series, owners)) if *series == point.series => owners,
-                _ => {
-                    let owners =
-                        ring.series_owners(point.series.device_id(), point.series.metric());
-                    owners_of_last = Some((&point.series, owners));
-                    owners
-                }
-            };
+            if owners_of_last.as_ref().is_none_or(|(series, _)| **series != point.series) {
+                let owners = topology.write_owners(point.series.device_id(), point.series.metric());
+                owners_of_last = Some((&point.series, owners));
+            }
+            let owners = owners_of_last.as_ref().map(|(_, owners)| &**owners).unwrap_or_default();
             needed.push(self.config.write_quorum.clamp(1, owners.len()));
             for owner in owners {
                 shares
@@ -175,7 +180,7 @@ impl Replicator {
         }
         // A series whose tags changed goes to all its owners, points or not.
         for (key, _) in series_tags {
-            for owner in ring.series_owners(key.device_id(), key.metric()) {
+            for owner in topology.write_owners(key.device_id(), key.metric()).iter() {
                 shares
                     .entry(owner.clone())
                     .or_insert_with(|| OwnerShare { node: owner.clone(), indices: Vec::new() });
@@ -187,7 +192,7 @@ impl Replicator {
             series_tags
                 .iter()
                 .filter(|(key, _)| {
-                    ring.owns(node, crate::ring::series_token(key.device_id(), key.metric()))
+                    topology.write_owners(key.device_id(), key.metric()).contains(node)
                 })
                 .cloned()
                 .collect()
@@ -242,9 +247,8 @@ impl Replicator {
     ) -> Result<usize, ReplicationError> {
         self.topology.settled().await;
         let topology = self.topology.current();
-        let ring = &topology.ring;
         let owned = |key: &SeriesKey| {
-            ring.series_owners(key.device_id(), key.metric()).contains(&topology.local)
+            topology.write_owners(key.device_id(), key.metric()).contains(&topology.local)
         };
         let kept: Vec<Point> = points.iter().filter(|p| owned(&p.series)).cloned().collect();
         let tags: Vec<(SeriesKey, Tags)> =
@@ -346,6 +350,11 @@ impl Replicator {
     pub async fn delete(&self, requests: &[DeleteRequest]) -> Result<u64, ReplicationError> {
         self.topology.settled().await;
         let topology = self.topology.current();
+        if let Some(leaving) = topology.members.iter().find(|status| {
+            status.in_ring && status.member.state == Some(crate::membership::NodeState::Leaving)
+        }) {
+            return Err(ReplicationError::NodeLeaving(leaving.member.id.clone()));
+        }
         let counting = crate::reads::assign(&topology, &TokenSet::all(), &[])
             .map_err(|error| ReplicationError::DeleteUncountable(error.message))?;
         let counted_by = |node: &NodeId| {
@@ -451,10 +460,19 @@ impl Replicator {
         let mut still_waiting = Vec::new();
         for (node, paths) in pending {
             let topology = self.topology.current();
+            // A node that left (decommissioned) will not be back: what it missed went to the
+            // nodes that took its ranges over as well.
+            let decommissioned = topology.is_in_state(&node, crate::membership::NodeState::Left);
+            if decommissioned {
+                if self.expire_hints(&node, paths, Duration::ZERO).await > 0 {
+                    still_waiting.push(node);
+                }
+                continue;
+            }
             let Some(address) = topology.live_flight_address(&node) else {
                 let gone = !topology.ring.nodes().contains(&node);
                 let left = match gone {
-                    true => self.expire_hints(&node, paths).await,
+                    true => self.expire_hints(&node, paths, self.config.max_hint_age).await,
                     false => paths.len(),
                 };
                 if left > 0 {
@@ -518,10 +536,14 @@ impl Replicator {
         true
     }
 
-    /// Drops the hints of a gone node that are older than `max_hint_age`; returns how many
-    /// are left.
-    async fn expire_hints(&self, node: &NodeId, paths: Vec<std::path::PathBuf>) -> usize {
-        let max_age = self.config.max_hint_age;
+    /// Drops the hints of a gone node that are older than `max_age`; returns how many are
+    /// left.
+    async fn expire_hints(
+        &self,
+        node: &NodeId,
+        paths: Vec<std::path::PathBuf>,
+        max_age: Duration,
+    ) -> usize {
         let expired = tokio::task::spawn_blocking(move || {
             let mut expired = 0;
             let total = paths.len();
@@ -541,6 +563,16 @@ impl Replicator {
             self.counters.hints_expired.fetch_add(expired as u64, Ordering::Relaxed);
         }
         total - expired
+    }
+
+    /// How many hints this node keeps for others, not delivered yet.
+    pub async fn hints_waiting(&self) -> Result<usize, String> {
+        let hints = self.hints.clone();
+        match tokio::task::spawn_blocking(move || hints.pending()).await {
+            Ok(Ok(pending)) => Ok(pending.values().map(Vec::len).sum()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// The replication counters, for `/metrics` and `system.metrics`.
@@ -644,7 +676,8 @@ impl ReplicationError {
             ReplicationError::QuorumNotReached { .. }
             | ReplicationError::NoOwners
             | ReplicationError::DeleteIncomplete { .. }
-            | ReplicationError::DeleteUncountable(_) => minitrue_common::ErrorKind::Unavailable,
+            | ReplicationError::DeleteUncountable(_)
+            | ReplicationError::NodeLeaving(_) => minitrue_common::ErrorKind::Unavailable,
             ReplicationError::Storage(error) => error.kind(),
         }
     }

@@ -10,8 +10,13 @@
 //! stays in the ring (its writes become hints) until it has been
 //! dead for [`TopologyConfig::gone_after`]; then it is treated as gone and its ranges pass to
 //! the next nodes on the ring, which re-replicate them. A `joining` node is not in the ring
-//! until it turns `active`.
+//! until it turns `active`; a node that has `left` (decommissioned) is out of it at once.
+//!
+//! While a node is `leaving`, the topology also carries the ring as it will be once that
+//! node is gone ([`Topology::next_ring`]): writes go to the owners on both rings, so the
+//! nodes taking its ranges over miss nothing written while the ranges move.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,13 +74,36 @@ pub struct Topology {
     /// Every known node, sorted by id, this node included.
     pub members: Vec<MemberStatus>,
     pub ring: Arc<Ring>,
+    /// While some node of the ring is leaving: the ring without the leaving nodes, which
+    /// takes effect once they have left.
+    pub next_ring: Option<Arc<Ring>>,
 }
 
 impl Topology {
     /// The topology of a node that has heard of no one yet: itself, owning everything.
     pub fn single(local: NodeId, config: &TopologyConfig) -> Topology {
         let ring = Ring::new([local.clone()], config.virtual_nodes, config.replication_factor);
-        Topology { local, members: Vec::new(), ring: Arc::new(ring) }
+        Topology { local, members: Vec::new(), ring: Arc::new(ring), next_ring: None }
+    }
+
+    /// Where a write of a series goes: its owners on the ring and, while a node is leaving,
+    /// also its owners on [`Topology::next_ring`], so the nodes taking the leaving node's
+    /// ranges over have every point written during the move.
+    pub fn write_owners(&self, device_id: &str, metric: &str) -> Cow<'_, [NodeId]> {
+        let owners = self.ring.series_owners(device_id, metric);
+        let Some(next) = &self.next_ring else { return Cow::Borrowed(owners) };
+        let mut all = owners.to_vec();
+        for owner in next.series_owners(device_id, metric) {
+            if !all.contains(owner) {
+                all.push(owner.clone());
+            }
+        }
+        Cow::Owned(all)
+    }
+
+    /// Whether `node` is announced in `state`.
+    pub fn is_in_state(&self, node: &NodeId, state: NodeState) -> bool {
+        self.member(node).is_some_and(|status| status.member.state == Some(state))
     }
 
     pub fn member(&self, node: &NodeId) -> Option<&MemberStatus> {
@@ -102,20 +130,29 @@ impl Topology {
     /// The drainer connects under the dead node's client id, takes that session over and
     /// routes what it holds, until the node is back.
     pub fn sessions_to_take_over(&self) -> Vec<(NodeId, crate::membership::MqttSession)> {
-        let smallest_live = self.members.iter().find(|s| s.member.alive).map(|s| &s.member.id);
+        // A leaving node stops ingesting soon: the drainer is the smallest that stays.
+        let smallest_live = self
+            .members
+            .iter()
+            .find(|s| {
+                s.member.alive
+                    && !matches!(s.member.state, Some(NodeState::Leaving | NodeState::Left))
+            })
+            .map(|s| &s.member.id);
         if smallest_live != Some(&self.local) {
             return Vec::new();
         }
+        // A node that left unsubscribed first: draining its session would subscribe it again.
         self.members
             .iter()
-            .filter(|s| !s.member.alive)
+            .filter(|s| !s.member.alive && s.member.state != Some(NodeState::Left))
             .filter_map(|s| Some((s.member.id.clone(), s.member.mqtt_session.clone()?)))
             .collect()
     }
 
     /// Whether `node` announced that it is still recovering (see [`NodeState::Recovering`]).
     pub fn is_recovering(&self, node: &NodeId) -> bool {
-        self.member(node).is_some_and(|status| status.member.state == Some(NodeState::Recovering))
+        self.is_in_state(node, NodeState::Recovering)
     }
 
     /// Whether some live node (this one included) announces hints waiting for `node`.
@@ -133,6 +170,8 @@ struct TopologyBuilder {
     dead_since: HashMap<NodeId, Instant>,
     /// The ring's node set of the last snapshot, so an unchanged set keeps its ring.
     last_ring: Arc<Ring>,
+    /// Likewise the last ring without the leaving nodes.
+    last_next_ring: Option<Arc<Ring>>,
 }
 
 impl TopologyBuilder {
@@ -166,14 +205,30 @@ impl TopologyBuilder {
         }
         let ring_nodes: Vec<NodeId> =
             statuses.iter().filter(|s| s.in_ring).map(|s| s.member.id.clone()).collect();
+        let new_ring = |nodes: Vec<NodeId>| {
+            Arc::new(Ring::new(nodes, self.config.virtual_nodes, self.config.replication_factor))
+        };
         if ring_nodes.as_slice() != self.last_ring.nodes() {
-            self.last_ring = Arc::new(Ring::new(
-                ring_nodes,
-                self.config.virtual_nodes,
-                self.config.replication_factor,
-            ));
+            self.last_ring = new_ring(ring_nodes);
         }
-        Topology { local: self.local.clone(), members: statuses, ring: self.last_ring.clone() }
+        let staying: Vec<NodeId> = statuses
+            .iter()
+            .filter(|s| s.in_ring && s.member.state != Some(NodeState::Leaving))
+            .map(|s| s.member.id.clone())
+            .collect();
+        self.last_next_ring = match staying.len() == self.last_ring.nodes().len() {
+            true => None,
+            false => match self.last_next_ring.take() {
+                Some(ring) if ring.nodes() == staying.as_slice() => Some(ring),
+                _ => Some(new_ring(staying)),
+            },
+        };
+        Topology {
+            local: self.local.clone(),
+            members: statuses,
+            ring: self.last_ring.clone(),
+            next_ring: self.last_next_ring.clone(),
+        }
     }
 }
 
@@ -194,6 +249,7 @@ impl TopologyWatch {
         let local = membership.node_id();
         let mut builder = TopologyBuilder {
             last_ring: Topology::single(local.clone(), &config).ring,
+            last_next_ring: None,
             config,
             local,
             dead_since: HashMap::new(),
@@ -366,6 +422,7 @@ mod tests {
         let config = TopologyConfig { gone_after, ..TopologyConfig::default() };
         TopologyBuilder {
             last_ring: Topology::single(NodeId::new("a"), &config).ring,
+            last_next_ring: None,
             config,
             local: NodeId::new("a"),
             dead_since: HashMap::new(),
@@ -457,10 +514,48 @@ mod tests {
                 member("a", NodeState::Active, true, true),
                 member("b", NodeState::Joining, true, false),
                 member("c", NodeState::Leaving, true, false),
+                member("d", NodeState::Left, true, false),
             ],
             Instant::now(),
         );
         assert_eq!(ring_nodes(&topology), ["a", "c"]);
         assert!(topology.is_alive(&NodeId::new("b")));
+        let next = topology.next_ring.as_ref().expect("c is leaving");
+        assert_eq!(next.nodes(), [NodeId::new("a")]);
+    }
+
+    #[test]
+    fn while_a_node_leaves_writes_also_reach_the_owners_after_it() {
+        let mut builder = builder(Duration::from_secs(60));
+        builder.config.replication_factor = 2;
+        let members = |c: NodeState| {
+            vec![
+                member("a", NodeState::Active, true, true),
+                member("b", NodeState::Active, true, false),
+                member("c", c, true, false),
+                member("d", NodeState::Active, true, false),
+            ]
+        };
+        let before = builder.build(members(NodeState::Active), Instant::now());
+        assert!(before.next_ring.is_none());
+        let leaving = builder.build(members(NodeState::Leaving), Instant::now());
+        assert!(Arc::ptr_eq(&before.ring, &leaving.ring), "c still owns its ranges");
+        let after = builder.build(members(NodeState::Left), Instant::now());
+        assert_eq!(ring_nodes(&after), ["a", "b", "d"]);
+        assert!(after.next_ring.is_none());
+        let c = NodeId::new("c");
+        let mut moved = 0;
+        for device in 0..200 {
+            let device = format!("sensor_{device}");
+            let owners = leaving.write_owners(&device, "temperature");
+            let now = leaving.ring.series_owners(&device, "temperature");
+            let later = after.ring.series_owners(&device, "temperature");
+            // Both owner sets, nothing else.
+            assert!(now.iter().chain(later).all(|o| owners.contains(o)));
+            assert!(owners.iter().all(|o| now.contains(o) || later.contains(o)));
+            assert_eq!(owners.len(), if now.contains(&c) { 3 } else { 2 });
+            moved += usize::from(now.contains(&c));
+        }
+        assert!(moved > 0);
     }
 }

@@ -263,6 +263,26 @@ pub async fn run_subscriber(
     counters: Arc<IngestCounters>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SubscriberError> {
+    run_subscriber_or_leave(config, parser, sink, counters, shutdown, std::future::pending()).await
+}
+
+/// How long a leaving subscriber waits for the broker's last messages before it disconnects
+/// anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`run_subscriber`], which also leaves for good when `leave` resolves first (the node is
+/// being decommissioned): it unsubscribes, so the broker hands this session nothing more
+/// (with a shared subscription, the other members get it), writes and acknowledges what the
+/// broker had already sent, and disconnects. Nothing is left waiting in a session nobody
+/// will read. Returns once it has left (or was shut down).
+pub async fn run_subscriber_or_leave(
+    config: SubscriberConfig,
+    parser: Arc<Parser>,
+    sink: Arc<dyn PointSink>,
+    counters: Arc<IngestCounters>,
+    shutdown: impl Future<Output = ()> + Send,
+    leave: impl Future<Output = ()> + Send,
+) -> Result<(), SubscriberError> {
     let options = mqtt_options(&config)?;
     let (client, eventloop) = AsyncClient::new(options, config.max_batch_messages.max(10));
     // Unbounded on purpose: the connection must keep being polled while the writer waits,
@@ -270,6 +290,8 @@ pub async fn run_subscriber(
     // in-flight window stays full, and both sides wait for each other. For QoS 1 the broker's
     // in-flight window bounds this queue; only QoS 0 publishers that outrun the WAL grow it.
     let (publishes_tx, publishes_rx) = mpsc::unbounded_channel::<Publish>();
+    // Messages handed to the writer and not acknowledged yet.
+    let unacked = Arc::new(AtomicU64::new(0));
     let topics: Vec<String> = match &config.share_group {
         Some(group) => {
             parser.subscriptions().iter().map(|filter| format!("$share/{group}/{filter}")).collect()
@@ -283,9 +305,12 @@ pub async fn run_subscriber(
         counters.clone(),
         client.clone(),
         publishes_rx,
+        unacked.clone(),
     ));
+    let connection =
+        Connection { client: client.clone(), topics, publishes: publishes_tx, counters, unacked };
     tokio::select! {
-        _ = drive_connection(eventloop, client.clone(), topics, publishes_tx, counters) => {}
+        _ = connection.drive(eventloop, leave) => {}
         _ = shutdown => {}
     }
     // Unacknowledged messages stay with the broker's session for the next start.
@@ -294,44 +319,130 @@ pub async fn run_subscriber(
     Ok(())
 }
 
-/// Polls the connection: forwards publishes to the writer, (re)subscribes on every connect.
-async fn drive_connection(
-    mut eventloop: EventLoop,
+/// The subscriber's side of the broker connection.
+struct Connection {
     client: AsyncClient,
     topics: Vec<String>,
     publishes: mpsc::UnboundedSender<Publish>,
     counters: Arc<IngestCounters>,
-) {
-    let mut last_error_log: Option<Instant> = None;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if publishes.send(publish).is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                counters.subscriptions_acknowledged.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                counters.connections.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(topics = ?topics, "connected to mqtt broker");
-                let filters = topics
-                    .iter()
-                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                if let Err(error) = client.subscribe_many(filters).await {
-                    tracing::error!(%error, "mqtt subscribe failed");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(%error, "mqtt connection error; reconnecting");
-                    last_error_log = Some(Instant::now());
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    unacked: Arc<AtomicU64>,
+}
+
+/// Where a leaving subscriber is: unsubscribed from how many topics, and when the broker
+/// last sent it a message.
+struct Leaving {
+    since: Instant,
+    unsubscribed: usize,
+    last_message: Instant,
+}
+
+impl Connection {
+    async fn unsubscribe(&self) {
+        for topic in &self.topics {
+            if let Err(error) = self.client.unsubscribe(topic.clone()).await {
+                tracing::error!(%error, "mqtt unsubscribe failed");
             }
         }
+    }
+
+    /// Polls the connection: forwards publishes to the writer, (re)subscribes on every
+    /// connect; once `leave` resolves, unsubscribes and returns when everything the broker
+    /// sent is acknowledged.
+    async fn drive(self, mut eventloop: EventLoop, leave: impl Future<Output = ()>) {
+        let mut leave = std::pin::pin!(leave);
+        let mut leaving: Option<Leaving> = None;
+        let mut last_error_log: Option<Instant> = None;
+        loop {
+            let polled = match &leaving {
+                None => tokio::select! {
+                    polled = eventloop.poll() => polled,
+                    _ = &mut leave => {
+                        tracing::info!("leaving the mqtt broker: unsubscribing");
+                        self.unsubscribe().await;
+                        let now = Instant::now();
+                        leaving = Some(Leaving { since: now, unsubscribed: 0, last_message: now });
+                        continue;
+                    }
+                },
+                Some(state) => {
+                    let drained = state.unsubscribed >= self.topics.len()
+                        && self.unacked.load(Ordering::Acquire) == 0
+                        && state.last_message.elapsed() >= Duration::from_millis(500);
+                    if drained || state.since.elapsed() >= LEAVE_TIMEOUT {
+                        if !drained {
+                            tracing::warn!("left the mqtt broker before it had sent everything");
+                        }
+                        self.disconnect(&mut eventloop).await;
+                        return;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await {
+                        Ok(polled) => polled,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Some(state) = &mut leaving {
+                        state.last_message = Instant::now();
+                    }
+                    self.unacked.fetch_add(1, Ordering::AcqRel);
+                    if self.publishes.send(publish).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.counters.subscriptions_acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                    if let Some(state) = &mut leaving {
+                        state.unsubscribed += 1;
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    if let Some(state) = &mut leaving {
+                        // The session may still hold the subscriptions if the unsubscribe
+                        // was lost with the connection.
+                        state.unsubscribed = 0;
+                        self.unsubscribe().await;
+                        continue;
+                    }
+                    tracing::info!(topics = ?self.topics, "connected to mqtt broker");
+                    let filters = self
+                        .topics
+                        .iter()
+                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                    if let Err(error) = self.client.subscribe_many(filters).await {
+                        tracing::error!(%error, "mqtt subscribe failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(%error, "mqtt connection error; reconnecting");
+                        last_error_log = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and polls until it is out (or the connection is gone).
+    async fn disconnect(&self, eventloop: &mut EventLoop) {
+        if self.client.try_disconnect().is_err() {
+            return;
+        }
+        let sent = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), sent).await;
     }
 }
 
@@ -343,6 +454,7 @@ async fn write_batches(
     counters: Arc<IngestCounters>,
     client: AsyncClient,
     mut publishes: mpsc::UnboundedReceiver<Publish>,
+    unacked: Arc<AtomicU64>,
 ) {
     let mut interner = Interner::new();
     let mut parsed = ParsedMessage::new();
@@ -405,6 +517,7 @@ async fn write_batches(
                 tracing::warn!(%error, "could not acknowledge mqtt message; the broker will redeliver it");
             }
         }
+        unacked.fetch_sub(batch.len() as u64, Ordering::AcqRel);
         counters.batches.fetch_add(1, Ordering::Relaxed);
     }
 }

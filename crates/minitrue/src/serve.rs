@@ -19,7 +19,8 @@ use minitrue_cluster::{
 use minitrue_common::{MetricsRegistry, SeriesKey};
 use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
 use minitrue_ingest::mqtt::{
-    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig, WriteBatch,
+    run_subscriber, run_subscriber_or_leave, IngestCounters, PointSink, SinkError,
+    SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
 use minitrue_storage::{Engine, EngineConfig, Tags};
@@ -261,7 +262,20 @@ async fn bind(config: &NodeConfig, port: u16, what: &str) -> anyhow::Result<TcpL
         .with_context(|| format!("binding the {what} port {}:{port}", config.listen))
 }
 
+/// Left in the data directory of a node that was decommissioned: its data is the others' now
+/// (and goes stale), so the node must not rejoin with it.
+const DECOMMISSIONED_MARKER: &str = "DECOMMISSIONED";
+
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let marker = config.data_dir.join(DECOMMISSIONED_MARKER);
+    if marker.exists() {
+        anyhow::bail!(
+            "{} was decommissioned: its ranges were handed to the other nodes and what it holds \
+             is stale. Start a new node with an empty --data-dir (or delete this one) to join \
+             again",
+            config.data_dir.display()
+        );
+    }
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.object_store_url = config.store_url.clone();
     let (engine, report) =
@@ -350,6 +364,31 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         minitrue_cluster::repair::Repairer::new(topology.clone(), engine.clone(), repair);
     metrics.register(repairer.metrics());
     tasks.push(repairer.spawn(Some(cluster.local_keys()), stopping.clone()));
+    // Decommission (`POST /api/v1/cluster/decommission`): its last step before leaving stops
+    // MQTT ingest for good, then it waits until the subscriber has left the broker.
+    let (leave_ingest, ingest_leaving) = watch::channel(false);
+    let (ingest_gone, ingest_left) = watch::channel(config.mode == Mode::Query);
+    let stop_ingest: minitrue_cluster::decommission::StopIngest = Box::new(move || {
+        leave_ingest.send_replace(true);
+        let mut left = ingest_left.clone();
+        Box::pin(async move {
+            if tokio::time::timeout(Duration::from_secs(60), left.wait_for(|left| *left))
+                .await
+                .is_err()
+            {
+                tracing::warn!("the mqtt subscriber did not leave the broker within a minute");
+            }
+        })
+    });
+    let decommission = minitrue_cluster::decommission::Decommission::new(
+        topology.clone(),
+        repairer.clone(),
+        replicator.clone(),
+        cluster.local_keys(),
+        settle_time(&config),
+        stop_ingest,
+    );
+    metrics.register(decommission.metrics());
     let sink: Arc<dyn PointSink> =
         Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: false });
 
@@ -386,12 +425,18 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         tasks.push(tokio::spawn({
             let (parser, sink, stopping) = (parser.clone(), mqtt_sink, stopping.clone());
             async move {
-                if let Err(error) =
-                    run_subscriber(subscriber, parser, sink, counters, wait_for_shutdown(stopping))
-                        .await
-                {
+                let run = run_subscriber_or_leave(
+                    subscriber,
+                    parser,
+                    sink,
+                    counters,
+                    wait_for_shutdown(stopping),
+                    wait_for_shutdown(ingest_leaving),
+                );
+                if let Err(error) = run.await {
                     tracing::error!(%error, "mqtt subscriber stopped");
                 }
+                ingest_gone.send_replace(true);
             }
         }));
         if let Some(share_group) = &share_group {
@@ -470,10 +515,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let mut http_state =
         minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone())
             .with_live(Arc::new(EngineLive(engine.clone())))
-            .with_node(minitrue_server::NodeIdentity {
-                node_id: config.node_id.clone(),
-                addresses,
-            });
+            .with_node(minitrue_server::NodeIdentity { node_id: config.node_id.clone(), addresses })
+            .with_decommission(Arc::new(DecommissionDoor(decommission.clone())));
     if let Some(session) = &session {
         http_state = http_state.with_sql(session.clone());
     }
@@ -519,7 +562,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     println!("minitrue node {} ready", config.node_id);
 
-    shutdown_signal().await;
+    let decommissioned = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = decommission.finished() => true,
+    };
     tracing::info!("shutting down");
     let _ = stop.send(true);
     for task in tasks {
@@ -527,7 +573,28 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     cluster.stop().await;
     engine.close().await.context("flushing the storage engine")?;
+    if decommissioned {
+        let note = "This node was decommissioned: its ranges were handed to the other nodes. \
+                    Start a new node with an empty data directory to join again.\n";
+        std::fs::write(&marker, note).with_context(|| format!("writing {}", marker.display()))?;
+        println!("minitrue node {} left the cluster (decommissioned)", config.node_id);
+    }
     Ok(())
+}
+
+/// The HTTP door's view of this node's decommission.
+struct DecommissionDoor(Arc<minitrue_cluster::decommission::Decommission>);
+
+#[async_trait::async_trait]
+impl minitrue_server::Decommissioning for DecommissionDoor {
+    async fn start(&self) -> Result<serde_json::Value, String> {
+        let progress = self.0.start().await.map_err(|error| error.to_string())?;
+        serde_json::to_value(progress).map_err(|error| error.to_string())
+    }
+
+    fn progress(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.progress()).unwrap_or_default()
+    }
 }
 
 /// The IP other nodes and clients reach this node at.

@@ -11,6 +11,7 @@
 //! | `GET /health`, `GET\|HEAD /ping` | liveness, in InfluxDB's shapes so its clients' checks pass |
 //! | `GET /ws/live?device=&metric=&max_rate=` | WebSocket: acknowledged points as they are written, rate-limited ([`live`]) |
 //! | `GET /api/v1/cluster` | the nodes, their state, ring share and storage figures ([`cluster`]) |
+//! | `POST /api/v1/cluster/decommission`, `GET` the same | hand this node's ranges to the others and leave the cluster; its progress |
 //! | `GET /`, `GET /assets/…` | the web UI ([`ui`]) |
 //!
 //! Writes take the same path as MQTT: [`Parser`] → [`PointSink`] (the WAL). The response is
@@ -24,7 +25,7 @@ mod live;
 mod sql;
 mod ui;
 
-pub use cluster::NodeIdentity;
+pub use cluster::{Decommissioning, NodeIdentity};
 pub use live::LiveSource;
 
 use std::future::Future;
@@ -63,6 +64,8 @@ pub struct HttpState {
     live_counters: Arc<live::LiveCounters>,
     /// This node, for `/api/v1/cluster`.
     pub node: Option<NodeIdentity>,
+    /// `/api/v1/cluster/decommission`; `None` answers 503 (not in a cluster).
+    pub decommission: Option<Arc<dyn cluster::Decommissioning>>,
 }
 
 impl HttpState {
@@ -84,6 +87,7 @@ impl HttpState {
             live: None,
             live_counters,
             node: None,
+            decommission: None,
         }
     }
 
@@ -96,6 +100,12 @@ impl HttpState {
     /// Names this node on `/api/v1/cluster`.
     pub fn with_node(mut self, node: NodeIdentity) -> Self {
         self.node = Some(node);
+        self
+    }
+
+    /// Decommissions this node on `POST /api/v1/cluster/decommission`.
+    pub fn with_decommission(mut self, decommission: Arc<dyn cluster::Decommissioning>) -> Self {
+        self.decommission = Some(decommission);
         self
     }
 
@@ -120,6 +130,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/ping", get(ping).head(ping))
         .route("/ws/live", get(live::live))
         .route("/api/v1/cluster", get(cluster::cluster))
+        .route(
+            "/api/v1/cluster/decommission",
+            get(cluster::decommission_progress).post(cluster::decommission),
+        )
         .route("/", get(ui::index))
         .route("/assets/*name", get(ui::asset))
         // Compressed bodies are bounded again after inflating (see `body_bytes`).

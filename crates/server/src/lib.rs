@@ -13,5 +13,7 @@ mod pgwire;
 mod stateless;
 
 pub use flight::{serve_flight, AccessPolicy, FlightState, ReplicaDoor, ReplicaError};
-pub use http::{router as http_router, serve_http, HttpState, LiveSource, NodeIdentity};
+pub use http::{
+    router as http_router, serve_http, Decommissioning, HttpState, LiveSource, NodeIdentity,
+};
 pub use pgwire::serve_pgwire;

@@ -120,3 +120,41 @@ pub(crate) async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<
 fn value(column: &StringArray, row: usize) -> Option<&str> {
     column.is_valid(row).then(|| column.value(row))
 }
+
+/// Decommissioning this node (`/api/v1/cluster/decommission`), when it is in a cluster.
+#[async_trait::async_trait]
+pub trait Decommissioning: Send + Sync {
+    /// Starts handing this node's ranges over; the progress as JSON, or why it cannot
+    /// start now.
+    async fn start(&self) -> Result<Value, String>;
+    /// The progress of the decommission (`{"phase": "idle", …}` before one started).
+    fn progress(&self) -> Value;
+}
+
+fn decommission_door(state: &HttpState) -> Result<&Arc<dyn Decommissioning>, ApiError> {
+    state.decommission.as_ref().ok_or_else(|| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "unavailable",
+        message: "this node is not in a cluster that can take its ranges".to_string(),
+    })
+}
+
+/// `POST /api/v1/cluster/decommission`: 202 with the progress once started; 409 when this
+/// node cannot leave now (why is in the message), or is already leaving.
+pub(crate) async fn decommission(
+    State(state): State<Arc<HttpState>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let door = decommission_door(&state)?;
+    match door.start().await {
+        Ok(progress) => Ok((StatusCode::ACCEPTED, Json(progress))),
+        Err(message) => Err(ApiError { status: StatusCode::CONFLICT, code: "conflict", message }),
+    }
+}
+
+/// `GET /api/v1/cluster/decommission`: where the decommission is (phase, ranges handed over
+/// of the current pass, points sent, what it waits for).
+pub(crate) async fn decommission_progress(
+    State(state): State<Arc<HttpState>>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(decommission_door(&state)?.progress()))
+}
