@@ -62,6 +62,7 @@ cargo test -p minitrue-gorilla --benches --quiet
   --out "$CARGO_TARGET_DIR/bench-ingest-smoke.md"
 "$MINITRUE_BIN" bench query --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-query-smoke.md"
 "$MINITRUE_BIN" bench stream --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-stream-smoke.md"
+"$MINITRUE_BIN" bench cluster --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-cluster-smoke.md"
 
 step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"
 fuzz_log="$CARGO_TARGET_DIR/fuzz-smoke.log"

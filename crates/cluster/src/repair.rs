@@ -426,9 +426,12 @@ struct RepairCounters {
     points_sent: AtomicU64,
     series_handed_off: AtomicU64,
     points_handed_off: AtomicU64,
-    /// Progress of the current pass: peers to repair with, and done.
+    /// Progress of the current pass: peers to repair with, and done; the ranges shared with
+    /// them (a range shared with two peers counts twice), and compared.
     pass_peers: AtomicU64,
     pass_peers_done: AtomicU64,
+    pass_ranges: AtomicU64,
+    pass_ranges_done: AtomicU64,
 }
 
 /// Runs anti-entropy repairs for this node (see the module documentation).
@@ -711,14 +714,20 @@ impl Repairer {
     /// Repairs with each of `peers`; true when every one of them was repaired.
     async fn pass(&self, peers: &[NodeId]) -> bool {
         let c = &self.counters;
+        let topology = self.topology.current();
+        let ranges: u64 =
+            peers.iter().map(|peer| Self::shared_ranges(&topology, peer).len() as u64).sum();
         c.pass_peers.store(peers.len() as u64, Ordering::Relaxed);
         c.pass_peers_done.store(0, Ordering::Relaxed);
+        c.pass_ranges.store(ranges, Ordering::Relaxed);
+        c.pass_ranges_done.store(0, Ordering::Relaxed);
         let mut complete = true;
         for peer in peers {
             match self.repair_with(peer).await {
                 Ok(report) => {
                     c.repairs.fetch_add(1, Ordering::Relaxed);
                     c.pass_peers_done.fetch_add(1, Ordering::Relaxed);
+                    c.pass_ranges_done.fetch_add(report.ranges_compared, Ordering::Relaxed);
                     c.ranges_compared.fetch_add(report.ranges_compared, Ordering::Relaxed);
                     c.ranges_differing.fetch_add(report.ranges_differing, Ordering::Relaxed);
                     c.leaves_differing.fetch_add(report.leaves_differing, Ordering::Relaxed);
@@ -902,6 +911,17 @@ impl Repairer {
                     "minitrue_cluster_repair_pass_peers_done",
                     "Peers of the current (or last) repair pass repaired",
                     load(&c.pass_peers_done) as f64,
+                ),
+                Metric::gauge(
+                    "minitrue_cluster_repair_pass_ranges",
+                    "Ranges shared with the peers of the current (or last) repair pass: what \
+                     a joining or restarted node compares and copies",
+                    load(&c.pass_ranges) as f64,
+                ),
+                Metric::gauge(
+                    "minitrue_cluster_repair_pass_ranges_done",
+                    "Ranges of the current (or last) repair pass compared and repaired",
+                    load(&c.pass_ranges_done) as f64,
                 ),
             ]);
         })

@@ -57,7 +57,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use minitrue_common::{ErrorKind, TimeRange, TokenSet};
+use minitrue_common::{series_token, ErrorKind, TimeRange, TokenSet};
 use minitrue_storage::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -124,12 +124,16 @@ impl PhysicalOptimizerRule for DistributeReadings {
         if !reads_readings(&plan) {
             return Ok(plan);
         }
+        // Only the owners of the series the query names are asked (a query for one sensor
+        // goes to one node).
+        let within = scanned_tokens(&plan);
         let shares = self
             .runner
-            .assign(&TokenSet::all(), &[])
+            .assign(&within, &[])
             .map_err(|error| QueryError::Cluster(error).into_datafusion())?;
-        // Where this node owns every range, it answers alone: nothing to distribute.
-        if matches!(shares.as_slice(), [share] if share.local) {
+        // Where this node owns every range asked, it answers alone: nothing to distribute.
+        // (No range at all: the filters name no series, and the local scan finds nothing.)
+        if shares.is_empty() || matches!(shares.as_slice(), [share] if share.local) {
             return Ok(plan);
         }
         let distribute = |node: &Arc<dyn ExecutionPlan>| -> DfResult<Arc<dyn ExecutionPlan>> {
@@ -189,6 +193,36 @@ impl PhysicalOptimizerRule for DistributeReadings {
 }
 
 /// Whether the plan scans `readings` anywhere.
+/// The ring positions `plan`'s `readings` scans can touch: the series their filters name
+/// where both `device_id` and `metric` are bounded (`=`, `IN`), otherwise the whole ring.
+fn scanned_tokens(plan: &Arc<dyn ExecutionPlan>) -> TokenSet {
+    fn visit(plan: &Arc<dyn ExecutionPlan>, tokens: &mut TokenSet) {
+        if let Some(scan) = plan.downcast_ref::<ReadingsScanExec>() {
+            if scan.local_only() {
+                return;
+            }
+            let bounds = scan.bounds();
+            let named = match (&bounds.device_ids, &bounds.metrics) {
+                (Some(devices), Some(metrics)) => TokenSet::from_intervals(
+                    devices
+                        .iter()
+                        .flat_map(|d| metrics.iter().map(move |m| series_token(d, m)))
+                        .map(|token| (token, token)),
+                ),
+                _ => TokenSet::all(),
+            };
+            *tokens = tokens.union(&named);
+            return;
+        }
+        for child in plan.children() {
+            visit(child, tokens);
+        }
+    }
+    let mut tokens = TokenSet::empty();
+    visit(plan, &mut tokens);
+    tokens
+}
+
 fn reads_readings(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<ReadingsScanExec>().is_some_and(|scan| !scan.local_only())
         || plan.children().into_iter().any(reads_readings)
@@ -556,6 +590,18 @@ fn encode_fragment(
     Ok(payload)
 }
 
+/// A fragment's flag: not a plan but the `devices` rows of the series on a JSON
+/// [`TokenSet`] (see [`crate::tables::cluster_devices_table`]).
+const DEVICES_FRAGMENT: u8 = 2;
+
+/// The fragment asking a peer for its `devices` rows on `tokens`.
+pub(crate) fn devices_payload(tokens: &TokenSet) -> Vec<u8> {
+    let mut payload = vec![DEVICES_FRAGMENT];
+    // A TokenSet is plain integers: it always serializes.
+    payload.extend(serde_json::to_vec(tokens).unwrap_or_default());
+    payload
+}
+
 /// Runs a fragment a peer sent (the payload of a [`FRAGMENT_TICKET_PREFIX`] ticket) on this
 /// node's engine, as the answering node asked: its scans already restricted to this node's
 /// share. Fails with [`ErrorKind::InvalidInput`] for a payload that is not a fragment.
@@ -573,6 +619,15 @@ pub fn execute_fragment(
         .config()
         .get_extension::<ReadingsCodec>()
         .ok_or_else(|| invalid("this session has no readings table".into()))?;
+    if flags & DEVICES_FRAGMENT != 0 {
+        let tokens: TokenSet =
+            serde_json::from_slice(plan).map_err(|error| invalid(error.to_string()))?;
+        let schema = crate::tables::devices_schema();
+        let batch = crate::tables::devices_batch(&codec.engine.0, &schema, &tokens)
+            .map_err(DataFusionError::from)?;
+        let stream = futures::stream::once(async move { Ok(batch) });
+        return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)));
+    }
     let task = ctx.task_ctx();
     let mut plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
         plan,

@@ -84,10 +84,10 @@ impl Default for QueryOptions {
 /// * `<catalog>.public.readings(time TIMESTAMP(ns, 'UTC') NOT NULL, device_id TEXT NOT NULL,
 ///   metric TEXT NOT NULL, value DOUBLE NOT NULL)` — [`ReadingsTable`];
 /// * `<catalog>.public.devices(device_id, metric, first_time, last_time, last_value, points)`
-///   — the last-value cache;
+///   — the last-value cache (in a cluster, gathered from one owner of each range);
 /// * `<catalog>.system.files`, `system.storage` (engine and WAL counters, one row) and
-///   `system.series` (same rows as `devices`), `system.metrics` (every counter and gauge of
-///   the node, as `GET /metrics` serves them);
+///   `system.series` (this node's own series: outside a cluster the same rows as `devices`),
+///   `system.metrics` (every counter and gauge of the node, as `GET /metrics` serves them);
 /// * `information_schema`, MiniTrue's functions, and the [`DeleteGuard`].
 ///
 /// The built-in tables cannot be dropped or replaced (`DROP TABLE readings` fails); other
@@ -152,15 +152,21 @@ pub async fn session_in_cluster(
         readings = readings.with_writer(hooks.writer.clone());
     }
     let readings = Arc::new(readings);
-    let devices: Arc<dyn TableProvider> = Arc::new(BaseTable(tables::devices_table(&engine)?));
+    let local_devices: Arc<dyn TableProvider> =
+        Arc::new(BaseTable(tables::devices_table(&engine)?));
+    // In a cluster, `devices` holds the cluster's series and `system.series` this node's.
+    let devices = match cluster.as_ref().and_then(|hooks| hooks.runner.clone()) {
+        Some(runner) => Arc::new(BaseTable(tables::cluster_devices_table(&engine, runner)?)),
+        None => local_devices.clone(),
+    };
     let public = BuiltinSchema::new([
         ("readings", readings as Arc<dyn TableProvider>),
-        ("devices", devices.clone() as Arc<dyn TableProvider>),
+        ("devices", devices),
     ]);
     let mut system_tables = vec![
         ("files", tables::files_table(&engine)? as Arc<dyn TableProvider>),
         ("storage", tables::storage_table(&engine)? as Arc<dyn TableProvider>),
-        ("series", devices as Arc<dyn TableProvider>),
+        ("series", local_devices),
         ("metrics", tables::metrics_table(metrics)? as Arc<dyn TableProvider>),
     ];
     if let Some(hooks) = cluster {

@@ -1,5 +1,6 @@
 //! Tables computed from the engine's in-memory state, never by scanning points: `devices`
-//! (the last-value cache), `system.files` (the manifest) and `system.storage` (counters).
+//! (the last-value cache; in a cluster gathered from one owner per range), `system.files`
+//! (the manifest) and `system.storage` (counters).
 //!
 //! Each is a [`StreamingTable`] whose single partition takes its snapshot when the query
 //! first polls it, so every query sees the state of that moment.
@@ -18,9 +19,12 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use minitrue_common::MetricsRegistry;
+use futures::TryStreamExt;
+use minitrue_common::{MetricsRegistry, TokenSet};
 use minitrue_storage::layout::{TimeUnit as FileTimeUnit, ValueLayout};
 use minitrue_storage::{Engine, FileMeta};
+
+use crate::distributed::FragmentRunner;
 
 /// Builds a snapshot table's one batch from its source.
 pub(crate) type Builder<S> = fn(&S, &SchemaRef) -> Result<RecordBatch, ArrowError>;
@@ -80,9 +84,16 @@ fn int(value: u64) -> i64 {
 
 /// `devices(device_id, metric, first_time, last_time, last_value, points, tags)`: one row per
 /// series, from the engine's last-value cache, sorted by series. `tags` is the series' tags
-/// as a JSON object (`{"site":"north"}`), NULL for a series without tags.
+/// as a JSON object (`{"site":"north"}`), NULL for a series without tags. This node's series
+/// only (in a cluster, `system.series`); see [`cluster_devices_table`] for the cluster's.
 pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
-    let schema = Arc::new(Schema::new(vec![
+    snapshot_table("devices", engine.clone(), devices_schema(), |engine, schema| {
+        devices_batch(engine, schema, &TokenSet::all())
+    })
+}
+
+pub(crate) fn devices_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
         Field::new("device_id", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
         Field::new("first_time", timestamp_type(), false),
@@ -90,22 +101,107 @@ pub fn devices_table(engine: &Arc<Engine>) -> DfResult<Arc<StreamingTable>> {
         Field::new("last_value", DataType::Float64, false),
         Field::new("points", DataType::Int64, false),
         Field::new("tags", DataType::Utf8, true),
-    ]));
-    snapshot_table("devices", engine.clone(), schema, |engine, schema| {
-        let series = engine.series();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.device_id()))),
-            Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.metric()))),
-            timestamps(series.iter().map(|s| Some(s.first_time)).collect()),
-            timestamps(series.iter().map(|s| Some(s.last_time)).collect()),
-            Arc::new(Float64Array::from_iter_values(series.iter().map(|s| s.last_value))),
-            Arc::new(Int64Array::from_iter_values(series.iter().map(|s| int(s.points)))),
-            Arc::new(StringArray::from_iter(
-                series.iter().map(|s| engine.series_tags(&s.series).map(|tags| tags_json(&tags))),
-            )),
-        ];
-        RecordBatch::try_new(schema.clone(), columns)
-    })
+    ]))
+}
+
+/// The `devices` rows of this node's series on `tokens`.
+pub(crate) fn devices_batch(
+    engine: &Arc<Engine>,
+    schema: &SchemaRef,
+    tokens: &TokenSet,
+) -> Result<RecordBatch, ArrowError> {
+    let mut series = engine.series();
+    series.retain(|s| tokens.contains_series(s.series.device_id(), s.series.metric()));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.device_id()))),
+        Arc::new(StringArray::from_iter_values(series.iter().map(|s| s.series.metric()))),
+        timestamps(series.iter().map(|s| Some(s.first_time)).collect()),
+        timestamps(series.iter().map(|s| Some(s.last_time)).collect()),
+        Arc::new(Float64Array::from_iter_values(series.iter().map(|s| s.last_value))),
+        Arc::new(Int64Array::from_iter_values(series.iter().map(|s| int(s.points)))),
+        Arc::new(StringArray::from_iter(
+            series.iter().map(|s| engine.series_tags(&s.series).map(|tags| tags_json(&tags))),
+        )),
+    ];
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// `devices` in a cluster: every series of the cluster, once. Each range of the ring is read
+/// from one live owner's last-value cache (this node's where it is an owner, the others' over
+/// Flight: a few bytes per series), like a `readings` query; an owner that fails is replaced
+/// by another, and a range with no live owner fails the query.
+pub fn cluster_devices_table(
+    engine: &Arc<Engine>,
+    runner: Arc<dyn FragmentRunner>,
+) -> DfResult<Arc<StreamingTable>> {
+    let schema = devices_schema();
+    let partition = ClusterDevices { engine: engine.clone(), runner, schema: schema.clone() };
+    Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(partition)])?))
+}
+
+struct ClusterDevices {
+    engine: Arc<Engine>,
+    runner: Arc<dyn FragmentRunner>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for ClusterDevices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterDevices").finish()
+    }
+}
+
+impl PartitionStream for ClusterDevices {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (engine, runner, schema) =
+            (self.engine.clone(), self.runner.clone(), self.schema.clone());
+        let batch = futures::stream::once(async move {
+            let cluster_error =
+                |error: crate::ClusterError| crate::QueryError::Cluster(error).into_datafusion();
+            let mut batches = Vec::new();
+            let mut excluding: Vec<String> = Vec::new();
+            let mut todo = runner.assign(&TokenSet::all(), &[]).map_err(cluster_error)?;
+            while let Some(share) = todo.pop() {
+                if share.local {
+                    batches.push(devices_batch(&engine, &schema, &share.tokens)?);
+                    continue;
+                }
+                let payload = crate::distributed::devices_payload(&share.tokens);
+                let fetched: Result<Vec<RecordBatch>, crate::ClusterError> = async {
+                    let stream = runner.run(&share.node, payload).await?;
+                    let batches: Vec<(RecordBatch, usize)> = stream.try_collect().await?;
+                    Ok(batches.into_iter().map(|(batch, _)| batch).collect())
+                }
+                .await;
+                match fetched {
+                    Ok(fetched) => batches.extend(fetched),
+                    Err(error) if error.kind == minitrue_common::ErrorKind::Unavailable => {
+                        // Another owner of the same ranges answers instead.
+                        excluding.push(share.node.clone());
+                        todo.extend(
+                            runner.assign(&share.tokens, &excluding).map_err(cluster_error)?,
+                        );
+                    }
+                    Err(error) => return Err(cluster_error(error)),
+                }
+            }
+            let all = arrow::compute::concat_batches(&schema, &batches)?;
+            // Sorted by series, like one node's.
+            let order = arrow::compute::lexsort_to_indices(
+                &[
+                    arrow::compute::SortColumn { values: all.column(0).clone(), options: None },
+                    arrow::compute::SortColumn { values: all.column(1).clone(), options: None },
+                ],
+                None,
+            )?;
+            Ok(arrow::compute::take_record_batch(&all, &order)?)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batch))
+    }
 }
 
 /// `{"key":"value",…}` in key order.

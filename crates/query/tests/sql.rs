@@ -13,9 +13,10 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::physical_plan::{collect, displayable, ExecutionPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use minitrue_common::{ErrorKind, Point, SeriesKey};
+use minitrue_common::{ErrorKind, Point, SeriesKey, TokenSet};
 use minitrue_query::{
-    functions, session, QueryEngine, QueryError, QueryOptions, ReadingsScanExec, STORAGE_ROWS,
+    functions, session, FragmentRunner, QueryEngine, QueryError, QueryOptions, ReadingsScanExec,
+    STORAGE_ROWS,
 };
 use minitrue_storage::{readings_schema, Engine, EngineConfig, SyncPolicy};
 use tempfile::TempDir;
@@ -914,4 +915,53 @@ async fn limit_stops_a_large_scan_early() {
     }
     let plan = physical_plan(&ctx, "SELECT * FROM readings LIMIT 10").await;
     assert!(plan_text(&plan).contains("limit=10"), "{}", plan_text(&plan));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_naming_its_series_asks_only_their_owners() {
+    let f = fixture().await;
+    let (distributed, loopback) =
+        loopback::distributed_session(f.engine.clone(), QueryOptions::default()).await;
+    let peers_asked = |within: &TokenSet| {
+        loopback.assign(within, &[]).unwrap().iter().filter(|share| !share.local).count()
+    };
+    let all = "SELECT count(*), avg(value) FROM readings";
+    assert_eq!(rows(&distributed, all).await, rows(&f.ctx, all).await);
+    let whole_ring = peers_asked(&TokenSet::all());
+    assert!(whole_ring > 0);
+    assert_eq!(loopback.sent.lock().unwrap().len(), whole_ring);
+    let mut answered_alone = 0;
+    for device in ["sensor_0", "sensor_1", "sensor_2", "sensor_3"] {
+        for metric in ["temperature", "humidity"] {
+            loopback.sent.lock().unwrap().clear();
+            let sql = format!(
+                "SELECT count(*), avg(value) FROM readings \
+                 WHERE device_id = '{device}' AND metric = '{metric}'"
+            );
+            assert_eq!(rows(&distributed, &sql).await, rows(&f.ctx, &sql).await, "{sql}");
+            // Only the owner of the series' range: none when this node owns it.
+            let token = minitrue_common::series_token(device, metric);
+            let owners = peers_asked(&TokenSet::from_intervals([(token, token)]));
+            assert_eq!(loopback.sent.lock().unwrap().len(), owners, "{sql}");
+            answered_alone += usize::from(owners == 0);
+        }
+    }
+    assert!(answered_alone > 0, "some series live in this node's ranges");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_in_a_cluster_has_every_series_once_even_with_a_peer_down() {
+    let f = fixture().await;
+    let (distributed, loopback) =
+        loopback::distributed_session(f.engine.clone(), QueryOptions::default()).await;
+    let sql = "SELECT device_id, metric, first_time, last_time, last_value, points FROM devices";
+    let want = rows(&f.ctx, sql).await;
+    assert_eq!(want.len(), 10, "4 sensors × 2 metrics, old_device and live_device");
+    assert_eq!(rows(&distributed, sql).await, want);
+    assert!(!loopback.sent.lock().unwrap().is_empty(), "peers were asked");
+    // A peer down: the other owners of its ranges answer for them.
+    loopback.down.lock().unwrap().insert("peer_a".to_string());
+    assert_eq!(rows(&distributed, sql).await, want);
+    // `system.series` is this node's own series only (here: the same engine, so all of them).
+    assert_eq!(rows(&distributed, "SELECT device_id, metric, first_time, last_time, last_value, points FROM system.series").await, want);
 }

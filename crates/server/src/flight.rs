@@ -128,10 +128,15 @@ pub async fn serve_flight(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            let mut stopping = stopping;
-            let _ = stopping.wait_for(|stop| *stop).await;
-        });
+        // Without TCP_NODELAY, a response's small frames wait for the client's delayed ACK:
+        // every peer call of a distributed query took 40 ms more.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let mut stopping = stopping;
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        );
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result,

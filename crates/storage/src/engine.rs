@@ -320,6 +320,14 @@ impl Engine {
                 "storage recovered"
             );
         }
+        // The files' indexes still count points that tombstones hide until compaction: the
+        // series those touch are derived again from what remains, as after a delete.
+        let tombstones = engine.read_state().tombstones.clone();
+        if !tombstones.is_empty() {
+            engine
+                .rederive_series(|key| tombstones.iter().any(|t| t.delete.matches_series(key)))
+                .await?;
+        }
         if let Some(interval) = engine.config.background_interval {
             let handle = tokio::spawn(background_loop(Arc::downgrade(&engine), interval));
             *engine.background.lock() = Some(handle);
@@ -445,9 +453,14 @@ impl Engine {
             *guard = Arc::new(state);
         }
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
-        // Re-derive the last-value cache of the touched series from what remains.
+        self.rederive_series(|key| delete.matches_series(key)).await
+    }
+
+    /// Re-derives the last-value cache of the series `touched` selects from the points that
+    /// remain (what deletes left).
+    async fn rederive_series(&self, touched: impl Fn(&SeriesKey) -> bool) -> Result<()> {
         let sources = self.read_state().sources();
-        for key in self.catalog.keys_matching(|k| delete.matches_series(k)) {
+        for key in self.catalog.keys_matching(|k| touched(k)) {
             let points = sources.series_points(&self.store, &key, TimeRange::ALL).await?;
             let info = (!points.is_empty()).then(|| SeriesInfo {
                 series: key.clone(),

@@ -272,6 +272,10 @@ async fn deletes_hide_points_at_once_and_survive_restart_and_compaction() {
         want_after,
         "after restart (deletes replayed from the WAL)"
     );
+    // The last-value cache too: the file's index still counts the deleted points.
+    let info = engine.series_info(&key("sensor_00001", "temperature")).unwrap();
+    assert_eq!((info.points, info.first_time), (20, T0), "after restart");
+    assert_eq!(engine.series_info(&key("sensor_00002", "humidity")).unwrap().points, 1);
     engine.flush().await.unwrap();
     drop(engine);
     let engine = open(config(dir.path())).await;

@@ -1,6 +1,7 @@
 //! Benchmark commands. Each prints the machine it ran on, absolute figures, and ratios against
 //! a reference measured in the same run (see shared BENCHMARKS.md).
 
+mod cluster;
 mod ingest;
 mod query;
 mod storage;
@@ -79,6 +80,24 @@ pub enum BenchCommand {
     },
     /// B5: query latency over pgwire (psycopg) against DuckDB over the same points in Parquet.
     Query(ClientBenchArgs),
+    /// B7: B5's queries on a 3-node cluster (node processes on this machine) against one
+    /// node holding all the data, and the bytes between nodes per query.
+    Cluster {
+        #[arg(long, value_enum, default_value_t = Scale::Full)]
+        scale: Scale,
+        /// Python with psycopg 3 (scripts/python-env.sh makes one).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Owners per series in the cluster.
+        #[arg(long, default_value_t = 2)]
+        replication_factor: usize,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the four data directories and the nodes' logs here (default: a temp dir).
+        #[arg(long)]
+        keep_dir: Option<PathBuf>,
+    },
     /// B6: a 10 M-row result streamed to Python: Flight SQL (ADBC) and plain Flight to
     /// pyarrow, pgwire to psycopg, against DuckDB reading the same points from Parquet.
     Stream(ClientBenchArgs),
@@ -155,6 +174,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Query(a) => {
             report(query::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
+        }
+        BenchCommand::Cluster { scale, python, replication_factor, out, keep_dir } => {
+            let options = cluster::Options { scale, python, replication_factor, keep_dir };
+            report(cluster::run(&options)?, out)
         }
         BenchCommand::Stream(a) => {
             report(stream::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)

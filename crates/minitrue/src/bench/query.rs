@@ -19,10 +19,10 @@ use serde::Deserialize;
 
 use super::{machine_description, Scale};
 
-const SECOND: i64 = 1_000_000_000;
+pub(super) const SECOND: i64 = 1_000_000_000;
 /// 2024-01-01T00:00:00Z.
-const START: i64 = 1_704_067_200 * SECOND;
-const DAY_SECONDS: i64 = 86_400;
+pub(super) const START: i64 = 1_704_067_200 * SECOND;
+pub(super) const DAY_SECONDS: i64 = 86_400;
 
 pub(super) struct Shape {
     pub devices: usize,
@@ -31,7 +31,7 @@ pub(super) struct Shape {
     pub iterations: usize,
 }
 
-fn shape(scale: Scale) -> Shape {
+pub(super) fn shape(scale: Scale) -> Shape {
     match scale {
         // Two hours of 5 sensors: proves the benchmark works (CI, debug build).
         Scale::Tiny => Shape { devices: 5, seconds: 2 * 3600, iterations: 3 },
@@ -42,13 +42,13 @@ fn shape(scale: Scale) -> Shape {
 
 /// Deterministic generator: xorshift64* and Box–Muller, the smart-city temperature walk
 /// (start 21 °C ± 2, steps of σ 0.02, rounded to 2 decimals).
-struct Walk {
+pub(super) struct Walk {
     state: u64,
     level: f64,
 }
 
 impl Walk {
-    fn new(device: usize) -> Walk {
+    pub(super) fn new(device: usize) -> Walk {
         let mut walk = Walk { state: 0x9E37_79B9_7F4A_7C15 ^ (device as u64 + 1), level: 0.0 };
         walk.level = 21.0 + 2.0 * walk.normal();
         walk
@@ -67,13 +67,13 @@ impl Walk {
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
 
-    fn next(&mut self) -> f64 {
+    pub(super) fn next(&mut self) -> f64 {
         self.level += 0.02 * self.normal();
         (self.level * 100.0).round() / 100.0
     }
 }
 
-fn device_name(device: usize) -> String {
+pub(super) fn device_name(device: usize) -> String {
     format!("sensor_{device:05}")
 }
 
@@ -96,17 +96,17 @@ fn duck_time(ns: i64) -> String {
 }
 
 /// One query of the benchmark, in both dialects.
-struct Query {
-    name: &'static str,
-    description: String,
-    minitrue: String,
+pub(super) struct Query {
+    pub name: &'static str,
+    pub description: String,
+    pub minitrue: String,
     duckdb: String,
-    iterations: usize,
+    pub iterations: usize,
     /// `fast` (default session) or `plain` (aggregate fast path off).
-    server: &'static str,
+    pub server: &'static str,
 }
 
-fn queries(shape: &Shape) -> Vec<Query> {
+pub(super) fn queries(shape: &Shape) -> Vec<Query> {
     let end = START + shape.seconds * SECOND;
     let week = format!("time >= '{}' AND time < '{}'", rfc3339(START), rfc3339(end));
     let week_duck = format!("time >= {} AND time < {}", duck_time(START), duck_time(end));
@@ -245,15 +245,7 @@ pub(super) async fn load(
     data_dir: &Path,
     parquet_path: &Path,
 ) -> anyhow::Result<Arc<Engine>> {
-    if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir)?;
-    }
-    let mut config = EngineConfig::new(data_dir);
-    config.background_interval = None;
-    config.wal.sync = SyncPolicy::Off;
-    // Flushes are driven below, one per simulated day.
-    config.flush_memtable_bytes = usize::MAX;
-    let (engine, _) = Engine::open(config).await?;
+    let engine = bench_engine(data_dir).await?;
     let mut walks: Vec<Walk> = (0..shape.devices).map(Walk::new).collect();
     let keys: Vec<SeriesKey> = (0..shape.devices)
         .map(|d| SeriesKey::new(&device_name(d), "temperature"))
@@ -299,6 +291,20 @@ pub(super) async fn load(
     Ok(engine)
 }
 
+/// A fresh engine at `data_dir` for loading benchmark points: no background work, no WAL
+/// syncs, and flushes only when the loader asks (one per simulated day).
+pub(super) async fn bench_engine(data_dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir)?;
+    }
+    let mut config = EngineConfig::new(data_dir);
+    config.background_interval = None;
+    config.wal.sync = SyncPolicy::Off;
+    config.flush_memtable_bytes = usize::MAX;
+    let (engine, _) = Engine::open(config).await?;
+    Ok(engine)
+}
+
 /// Serves `engine` over pgwire on a free port; `fast_path` false turns the aggregate fast
 /// path off in that server's session.
 pub(super) async fn serve(engine: Arc<Engine>, fast_path: bool) -> anyhow::Result<u16> {
@@ -341,7 +347,7 @@ async fn run_client(
     super::run_python_client(python, "B5", include_str!("query_client.py"), spec).await
 }
 
-fn percentile(samples: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     if sorted.is_empty() {
