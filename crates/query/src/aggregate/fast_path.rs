@@ -110,12 +110,16 @@ fn fast_path_for(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
     if top.limit_options().is_some() {
         return Ok(None);
     }
-    // The aggregate that reads raw rows: the partial one below a final, or a single one.
+    // The aggregate that reads raw rows: the partial one below a final, or a single one, or
+    // a partial one alone (a distributed fragment: its states are merged elsewhere).
     let raw_plan = match top.mode() {
-        AggregateMode::Single | AggregateMode::SinglePartitioned => plan.clone(),
+        AggregateMode::Single | AggregateMode::SinglePartitioned | AggregateMode::Partial => {
+            plan.clone()
+        }
         AggregateMode::Final | AggregateMode::FinalPartitioned => below_exchanges(top.input()),
-        AggregateMode::Partial | AggregateMode::PartialReduce => return Ok(None),
+        AggregateMode::PartialReduce => return Ok(None),
     };
+    let partial = *top.mode() == AggregateMode::Partial;
     let Some(raw) = raw_plan.downcast_ref::<AggregateExec>() else {
         return Ok(None);
     };
@@ -197,7 +201,12 @@ fn fast_path_for(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
         aggregates.push((output, aggregate.name().to_string()));
     }
     let schema = top.schema();
-    if schema.fields().len() != groups.len() + aggregates.len() {
+    let outputs: Vec<DataType> =
+        aggregates.iter().flat_map(|(output, _)| output_types(*output, partial)).collect();
+    let output_fields = schema.fields().iter().skip(groups.len());
+    if schema.fields().len() != groups.len() + outputs.len()
+        || output_fields.zip(&outputs).any(|(field, wanted)| field.data_type() != wanted)
+    {
         return Ok(None);
     }
     Ok(Some(Arc::new(ReadingsAggregateExec::new(
@@ -206,6 +215,7 @@ fn fast_path_for(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
         scan.tokens().cloned(),
         groups,
         aggregates,
+        partial,
         schema,
     ))))
 }
@@ -279,6 +289,18 @@ enum AggregateOutput {
     Max,
 }
 
+/// The columns an aggregate's result takes: its value, or (`partial`) its state as the
+/// final aggregate merges it (`count`'s count; [`ExactAggregate`]'s exact sum bytes, count
+/// and sum for `avg`, or the extreme).
+fn output_types(output: AggregateOutput, partial: bool) -> Vec<DataType> {
+    match (output, partial) {
+        (AggregateOutput::Count, _) => vec![DataType::Int64],
+        (AggregateOutput::Sum, true) => vec![DataType::Binary],
+        (AggregateOutput::Avg, true) => vec![DataType::UInt64, DataType::Binary],
+        (_, _) => vec![DataType::Float64],
+    }
+}
+
 /// Bucket boundaries computed by DataFusion's own `time_bucket`/`date_bin`, so decoded points
 /// and chunk bounds are bucketed exactly as the normal plan would.
 #[derive(Debug)]
@@ -321,6 +343,8 @@ pub struct ReadingsAggregateExec {
     tokens: Option<TokenSet>,
     groups: Vec<(GroupColumn, String)>,
     aggregates: Vec<(AggregateOutput, String)>,
+    /// Emits the aggregates' partial states (a distributed fragment) instead of their values.
+    partial: bool,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -333,6 +357,7 @@ impl ReadingsAggregateExec {
         tokens: Option<TokenSet>,
         groups: Vec<(GroupColumn, String)>,
         aggregates: Vec<(AggregateOutput, String)>,
+        partial: bool,
         schema: SchemaRef,
     ) -> Self {
         let properties = PlanProperties::new(
@@ -347,6 +372,7 @@ impl ReadingsAggregateExec {
             tokens,
             groups,
             aggregates,
+            partial,
             schema,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
@@ -367,6 +393,9 @@ impl DisplayAs for ReadingsAggregateExec {
                     groups.join(", "),
                     aggregates.join(", ")
                 )?;
+                if self.partial {
+                    write!(f, ", partial states")?;
+                }
                 if let Some(tokens) = &self.tokens {
                     write!(f, ", {}", crate::readings::tokens_display(tokens))?;
                 }
@@ -444,6 +473,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
         let empty = self.bounds.is_empty();
         let groups: Vec<GroupColumn> = self.groups.iter().map(|(g, _)| g.clone()).collect();
         let aggregates: Vec<AggregateOutput> = self.aggregates.iter().map(|(a, _)| *a).collect();
+        let partial = self.partial;
         let schema = self.schema.clone();
         let chunks = MetricBuilder::new(&self.metrics).counter("chunks_from_stats", partition);
         let segments = MetricBuilder::new(&self.metrics).counter("segments_from_stats", partition);
@@ -465,7 +495,7 @@ impl ExecutionPlan for ReadingsAggregateExec {
             segments.add(output.segments_from_stats as usize);
             stats_points.add(output.points_from_stats as usize);
             decoded.add(output.points_decoded as usize);
-            let batch = build_batch(&schema, &groups, &aggregates, output.groups)?;
+            let batch = build_batch(&schema, &groups, &aggregates, partial, output.groups)?;
             baseline.record_output(batch.num_rows());
             baseline.done();
             Ok(batch)
@@ -485,6 +515,7 @@ fn build_batch(
     schema: &SchemaRef,
     groups: &[GroupColumn],
     aggregates: &[AggregateOutput],
+    partial: bool,
     series_groups: Vec<GroupAggregate>,
 ) -> DfResult<RecordBatch> {
     let by_device = groups.iter().any(|g| matches!(g, GroupColumn::Device));
@@ -530,8 +561,24 @@ fn build_batch(
         };
         columns.push(column);
     }
+    // A state's exact sum: its bytes, NULL over no rows (as the accumulator's state is).
+    let sum_states = || -> ArrayRef {
+        Arc::new(
+            rows.values()
+                .map(|v| (v.count > 0).then(|| v.sum.to_bytes()))
+                .collect::<arrow::array::BinaryArray>(),
+        )
+    };
     for aggregate in aggregates {
         let values = rows.values();
+        if partial && matches!(aggregate, AggregateOutput::Sum | AggregateOutput::Avg) {
+            if *aggregate == AggregateOutput::Avg {
+                let counts = values.map(|v| v.count).collect::<arrow::array::UInt64Array>();
+                columns.push(Arc::new(counts));
+            }
+            columns.push(sum_states());
+            continue;
+        }
         let column: ArrayRef = match aggregate {
             AggregateOutput::Count => {
                 Arc::new(values.map(|v| v.count as i64).collect::<Int64Array>())
