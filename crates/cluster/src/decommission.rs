@@ -176,15 +176,8 @@ impl Decommission {
         // owners; the second pass below also catches what they wrote meanwhile.
         tokio::time::sleep(self.settle * 2).await;
         let topology = self.topology.current();
-        let first_leaving = topology
-            .members
-            .iter()
-            .find(|status| status.in_ring && status.member.state == Some(NodeState::Leaving));
-        if let Some(other) = first_leaving.filter(|status| status.member.id != topology.local) {
-            let why = format!(
-                "{} started leaving at the same time; one node moves at a time",
-                other.member.id
-            );
+        if let Some(other) = topology.leaving_node().filter(|node| **node != topology.local) {
+            let why = format!("{other} started leaving at the same time; one node moves at a time");
             tracing::warn!("decommission called off: {why}");
             self.keys.set_state(NodeState::Active).await;
             self.progress.send_replace(Progress { cancelled: Some(why), ..Progress::default() });

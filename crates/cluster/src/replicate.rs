@@ -350,10 +350,8 @@ impl Replicator {
     pub async fn delete(&self, requests: &[DeleteRequest]) -> Result<u64, ReplicationError> {
         self.topology.settled().await;
         let topology = self.topology.current();
-        if let Some(leaving) = topology.members.iter().find(|status| {
-            status.in_ring && status.member.state == Some(crate::membership::NodeState::Leaving)
-        }) {
-            return Err(ReplicationError::NodeLeaving(leaving.member.id.clone()));
+        if let Some(leaving) = topology.leaving_node() {
+            return Err(ReplicationError::NodeLeaving(leaving.clone()));
         }
         let counting = crate::reads::assign(&topology, &TokenSet::all(), &[])
             .map_err(|error| ReplicationError::DeleteUncountable(error.message))?;

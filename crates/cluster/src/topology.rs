@@ -101,6 +101,14 @@ impl Topology {
         Cow::Owned(all)
     }
 
+    /// The first node of the ring announced `leaving` (being decommissioned), if any.
+    pub fn leaving_node(&self) -> Option<&NodeId> {
+        self.members
+            .iter()
+            .find(|status| status.in_ring && status.member.state == Some(NodeState::Leaving))
+            .map(|status| &status.member.id)
+    }
+
     /// Whether `node` is announced in `state`.
     pub fn is_in_state(&self, node: &NodeId, state: NodeState) -> bool {
         self.member(node).is_some_and(|status| status.member.state == Some(state))

@@ -121,19 +121,19 @@ impl PhysicalOptimizerRule for DistributeReadings {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if !reads_readings(&plan) {
+        // Only the owners of the series the query names are asked (a query for one sensor
+        // goes to one node). Nothing to ask: no `readings` scan, or filters that name no
+        // series (the local scan finds nothing).
+        let within = scanned_tokens(&plan);
+        if within.is_empty() {
             return Ok(plan);
         }
-        // Only the owners of the series the query names are asked (a query for one sensor
-        // goes to one node).
-        let within = scanned_tokens(&plan);
         let shares = self
             .runner
             .assign(&within, &[])
             .map_err(|error| QueryError::Cluster(error).into_datafusion())?;
         // Where this node owns every range asked, it answers alone: nothing to distribute.
-        // (No range at all: the filters name no series, and the local scan finds nothing.)
-        if shares.is_empty() || matches!(shares.as_slice(), [share] if share.local) {
+        if matches!(shares.as_slice(), [share] if share.local) {
             return Ok(plan);
         }
         let distribute = |node: &Arc<dyn ExecutionPlan>| -> DfResult<Arc<dyn ExecutionPlan>> {
@@ -192,9 +192,9 @@ impl PhysicalOptimizerRule for DistributeReadings {
     }
 }
 
-/// Whether the plan scans `readings` anywhere.
 /// The ring positions `plan`'s `readings` scans can touch: the series their filters name
-/// where both `device_id` and `metric` are bounded (`=`, `IN`), otherwise the whole ring.
+/// where both `device_id` and `metric` are bounded (`=`, `IN`), otherwise the whole ring;
+/// nothing when the plan scans no `readings` (`system.local_readings` is never distributed).
 fn scanned_tokens(plan: &Arc<dyn ExecutionPlan>) -> TokenSet {
     fn visit(plan: &Arc<dyn ExecutionPlan>, tokens: &mut TokenSet) {
         if let Some(scan) = plan.downcast_ref::<ReadingsScanExec>() {
@@ -221,11 +221,6 @@ fn scanned_tokens(plan: &Arc<dyn ExecutionPlan>) -> TokenSet {
     let mut tokens = TokenSet::empty();
     visit(plan, &mut tokens);
     tokens
-}
-
-fn reads_readings(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<ReadingsScanExec>().is_some_and(|scan| !scan.local_only())
-        || plan.children().into_iter().any(reads_readings)
 }
 
 /// Operators that work row by row (or only move batches): what gives the same rows whether

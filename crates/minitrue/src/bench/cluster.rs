@@ -263,11 +263,7 @@ fn render(
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for result in &client.queries {
-        let description = queries
-            .iter()
-            .find(|q| q.name == result.name)
-            .map(|q| q.description.as_str())
-            .unwrap_or("");
+        let description = query::description_of(queries, &result.name);
         let single = query::percentile(&result.single_ms, 50.0);
         let cluster = query::percentile(&result.cluster_ms, 50.0);
         let _ = writeln!(

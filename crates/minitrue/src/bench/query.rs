@@ -347,6 +347,11 @@ async fn run_client(
     super::run_python_client(python, "B5", include_str!("query_client.py"), spec).await
 }
 
+/// The description of the query named `name` ("" when there is none).
+pub(super) fn description_of<'a>(queries: &'a [Query], name: &str) -> &'a str {
+    queries.iter().find(|q| q.name == name).map_or("", |q| q.description.as_str())
+}
+
 pub(super) fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -384,11 +389,7 @@ fn render(
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for result in &client.queries {
-        let description = queries
-            .iter()
-            .find(|q| q.name == result.name)
-            .map(|q| q.description.as_str())
-            .unwrap_or("");
+        let description = description_of(queries, &result.name);
         let ours = percentile(&result.minitrue_ms, 50.0);
         let theirs = percentile(&result.duckdb_ms, 50.0);
         let rows = if result.minitrue_rows == result.duckdb_rows {
