@@ -163,9 +163,11 @@ def test_sql_errors_are_clear_and_the_node_stays_up(n):
     status, body = sql(n, "SELECT nope FROM readings")
     assert status == 400 and b"nope" in body
     status, body = sql(n, "CREATE TABLE t (a int)")
-    assert status == 400 and b"DDL" in body
+    assert status == 403 and b"CREATE TABLE is not allowed" in body
     status, body = sql(n, "SET datafusion.execution.batch_size = 10")
-    assert status == 400
+    assert status == 403 and b"shared by every client" in body
+    status, body = sql(n, "SET TIME ZONE 'UTC'")
+    assert status == 400 and b"not supported" in body
     status, body = sql(n, "   ")
     assert status == 400 and b"no SQL statement" in body
     status, body = sql(n, "SELECT 1", fmt="xml")

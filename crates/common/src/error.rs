@@ -10,6 +10,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// The thing asked for does not exist.
     NotFound,
+    /// The caller may not do this: its role lacks the privilege, or the statement is one no
+    /// client may run (it would reach the server's files or other clients' sessions).
+    PermissionDenied,
     /// Stored data failed a checksum or could not be decoded.
     Corrupt,
     /// A resource (disk, memory, peer) is temporarily unavailable; retrying may succeed.

@@ -88,6 +88,21 @@ pub struct SubscriberConfig {
     /// the broker hands each message to one member only. `None`: a plain subscription, every
     /// message to this subscriber.
     pub share_group: Option<String>,
+    /// User name and password for the broker (kept out of the URL, which is printed).
+    pub login: Option<MqttLogin>,
+}
+
+/// A user name and password for an MQTT broker. `Debug` hides the password.
+#[derive(Clone)]
+pub struct MqttLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for MqttLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttLogin").field("username", &self.username).finish_non_exhaustive()
+    }
 }
 
 impl SubscriberConfig {
@@ -99,6 +114,7 @@ impl SubscriberConfig {
             max_batch_messages: 1000,
             max_packet_bytes: 4 << 20,
             share_group: None,
+            login: None,
         }
     }
 }
@@ -243,6 +259,9 @@ fn mqtt_options(config: &SubscriberConfig) -> Result<MqttOptions, SubscriberErro
     let separator = if config.broker_url.contains('?') { '&' } else { '?' };
     let url = format!("{}{separator}client_id={}", config.broker_url, config.client_id);
     let mut options = MqttOptions::parse_url(url).map_err(|e| bad(e.to_string()))?;
+    if let Some(login) = &config.login {
+        options.set_credentials(login.username.clone(), login.password.clone());
+    }
     options
         .set_clean_session(false)
         .set_manual_acks(true)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use minitrue_common::Point;
 use minitrue_ingest::mqtt::{
-    run_subscriber, IngestCounters, PointSink, SinkError, SubscriberConfig, WriteBatch,
+    run_subscriber, IngestCounters, MqttLogin, PointSink, SinkError, SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -110,10 +110,20 @@ impl Running {
 }
 
 fn start_subscriber(broker_url: &str, client_id: &str, sink: Arc<MemorySink>) -> Running {
+    start_subscriber_as(broker_url, client_id, None, sink)
+}
+
+fn start_subscriber_as(
+    broker_url: &str,
+    client_id: &str,
+    login: Option<MqttLogin>,
+    sink: Arc<MemorySink>,
+) -> Running {
     let parser = Arc::new(Parser::new(FormatConfig::default()).unwrap());
     let counters = Arc::new(IngestCounters::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = SubscriberConfig::new(broker_url, client_id);
+    let mut config = SubscriberConfig::new(broker_url, client_id);
+    config.login = login;
     let task = tokio::spawn({
         let sink: Arc<dyn PointSink> = sink.clone();
         let counters = counters.clone();
@@ -130,7 +140,14 @@ fn start_subscriber(broker_url: &str, client_id: &str, sink: Arc<MemorySink>) ->
 
 /// A publishing client; its event loop runs in the background.
 async fn publisher(port: u16, id: &str) -> AsyncClient {
-    let options = MqttOptions::new(id, "127.0.0.1", port);
+    publisher_as(port, id, None).await
+}
+
+async fn publisher_as(port: u16, id: &str, login: Option<(&str, &str)>) -> AsyncClient {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     client
@@ -265,19 +282,118 @@ async fn messages_not_yet_durable_are_redelivered_to_the_next_session() {
     second.stop().await;
 }
 
+/// The embedded broker as a node runs it: rumqttd on an internal port that admits only the
+/// node's own credentials, and the front door on the public port.
+struct Embedded {
+    front_port: u16,
+    internal_url: String,
+    login: MqttLogin,
+    credentials_dir: tempfile::TempDir,
+}
+
+async fn start_embedded() -> Embedded {
+    use minitrue_ingest::broker::{
+        serve_front_door, start_embedded_broker, EmbeddedBrokerConfig, FrontCounters,
+    };
+    let broker =
+        tokio::task::spawn_blocking(|| start_embedded_broker(EmbeddedBrokerConfig::default()))
+            .await
+            .unwrap()
+            .unwrap();
+    let credentials_dir = tempfile::tempdir().unwrap();
+    let gate = minitrue_auth::Gatekeeper::new(
+        minitrue_auth::Credentials::open(credentials_dir.path()).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_port = listener.local_addr().unwrap().port();
+    let internal = broker.internal().clone();
+    let login =
+        MqttLogin { username: internal.username.clone(), password: internal.password.clone() };
+    tokio::spawn(serve_front_door(
+        listener,
+        internal,
+        gate,
+        Arc::new(FrontCounters::default()),
+        std::future::pending(),
+    ));
+    Embedded { front_port, internal_url: broker.local_url(), login, credentials_dir }
+}
+
+/// What a client's CONNECT got back: `Ok` when accepted, the refusal otherwise.
+async fn connack(port: u16, login: Option<(&str, &str)>) -> Result<(), String> {
+    let mut options = MqttOptions::new(format!("probe-{}", rand_id()), "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    })
+    .await;
+    outcome.unwrap_or_else(|_| Err("no CONNACK".to_string()))
+}
+
+fn rand_id() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_admits_writers_only_once_the_node_has_users() {
+    let embedded = start_embedded().await;
+    let port = embedded.front_port;
+    assert_eq!(connack(port, None).await, Ok(()), "a node without users is open");
+    // rumqttd's own port admits only the node's credentials.
+    let internal_port: u16 = embedded.internal_url.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(connack(internal_port, None).await.is_err());
+    assert!(connack(internal_port, Some(("minitrue-node", "guess"))).await.is_err());
+
+    let editor = minitrue_auth::CredentialsEditor::open(embedded.credentials_dir.path()).unwrap();
+    editor.set_user("sensor", minitrue_auth::Role::Writer, "publish-pw").unwrap();
+    editor.set_user("viewer", minitrue_auth::Role::Reader, "read-pw").unwrap();
+    for refused in
+        [None, Some(("sensor", "wrong")), Some(("nobody", "x")), Some(("viewer", "read-pw"))]
+    {
+        let answer = connack(port, refused).await;
+        assert!(
+            answer.as_ref().is_err_and(|e| e.contains("NotAuthorized")),
+            "{refused:?}: {answer:?}"
+        );
+    }
+    assert_eq!(connack(port, Some(("sensor", "publish-pw"))).await, Ok(()));
+
+    let running = start_subscriber_as(
+        &embedded.internal_url,
+        "node-front",
+        Some(embedded.login.clone()),
+        Arc::new(MemorySink::default()),
+    );
+    wait_subscribed(&running).await;
+    let client = publisher_as(port, "front-sim", Some(("sensor", "publish-pw"))).await;
+    for i in 0..20i64 {
+        let payload =
+            format!(r#"{{"device_id":"f","timestamp":{},"value":{i}}}"#, 1_700_000_000 + i);
+        client.publish("iot/sensors/pressure", QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    let sink = running.sink.clone();
+    wait_for("20 points through the front door", || sink.points.lock().unwrap().len() == 20).await;
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_broker_carries_points_and_keeps_an_offline_subscribers_messages() {
-    use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
-    let broker = tokio::task::spawn_blocking(|| {
-        start_embedded_broker(EmbeddedBrokerConfig::new("127.0.0.1:0".parse().unwrap()))
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let url = broker.local_url();
-    let running = start_subscriber(&url, "node-embedded", Arc::new(MemorySink::default()));
+    let embedded = start_embedded().await;
+    let url = embedded.internal_url.clone();
+    let login = Some(embedded.login.clone());
+    let running =
+        start_subscriber_as(&url, "node-embedded", login.clone(), Arc::new(MemorySink::default()));
     wait_subscribed(&running).await;
-    let client = publisher(broker.address().port(), "embedded-sim").await;
+    let client = publisher(embedded.front_port, "embedded-sim").await;
     for i in 0..200i64 {
         let payload = format!(
             r#"{{"device_id":"e{}","timestamp":{},"value":{i}}}"#,
@@ -300,7 +416,7 @@ async fn the_embedded_broker_carries_points_and_keeps_an_offline_subscribers_mes
         client.publish("iot/sensors/pressure", QoS::AtLeastOnce, false, payload).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = start_subscriber(&url, "node-embedded", Arc::new(MemorySink::default()));
+    let again = start_subscriber_as(&url, "node-embedded", login, Arc::new(MemorySink::default()));
     let sink = again.sink.clone();
     wait_for("the 50 points published while away", || sink.points.lock().unwrap().len() >= 50)
         .await;

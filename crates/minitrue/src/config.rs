@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use minitrue_ingest::mqtt::MqttLogin;
 use serde::{Deserialize, Serialize};
 
 /// What a node does (the seed's modes).
@@ -99,8 +100,16 @@ pub struct ServeArgs {
     #[arg(long = "repair-interval")]
     pub repair_interval: Option<u64>,
     /// External MQTT broker URL (mqtt://host:1883, mqtts://…); default: the embedded broker.
+    /// Credentials do not belong in it (it is printed): see --broker-username.
     #[arg(long)]
     pub broker: Option<String>,
+    /// User name at the external broker.
+    #[arg(long = "broker-username")]
+    pub broker_username: Option<String>,
+    /// A file whose first line is the password at the external broker (or set
+    /// MINITRUE_BROKER_PASSWORD).
+    #[arg(long = "broker-password-file")]
+    pub broker_password_file: Option<PathBuf>,
     /// With --broker, `shared` (default): each message goes to one node of the cluster, which
     /// routes it; `every-node`: every node receives every message and keeps what it owns.
     #[arg(long = "mqtt-subscription", value_enum)]
@@ -116,6 +125,13 @@ pub struct ServeArgs {
     pub simulate: Option<u32>,
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// Start even when listening beyond loopback with no users (anyone who reaches the node
+    /// may read, write and delete; warned at every start). Users, once created, still apply.
+    #[arg(long = "insecure-no-auth", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_no_auth: Option<bool>,
+    /// Serve `GET /metrics` without credentials (for a Prometheus that cannot send a token).
+    #[arg(long = "metrics-public", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_public: Option<bool>,
     /// Write the bound addresses here as JSON once the node is ready (for scripts and tests).
     #[arg(long = "ready-file")]
     pub ready_file: Option<PathBuf>,
@@ -126,7 +142,7 @@ pub struct ServeArgs {
 }
 
 /// The resolved configuration of a node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeConfig {
     pub node_id: String,
     pub data_dir: PathBuf,
@@ -146,12 +162,18 @@ pub struct NodeConfig {
     pub dead_node_timeout: Duration,
     /// `None`: repairs only at start and after ring changes.
     pub repair_interval: Option<Duration>,
+    /// Without user name or password (they are in `broker_login`).
     pub broker: Option<String>,
+    /// The login at the external broker; never printed.
+    #[serde(serialize_with = "masked_login")]
+    pub broker_login: Option<MqttLogin>,
     pub mqtt_subscription: MqttSubscription,
     pub topic_templates: Vec<String>,
     /// Simulated sensors to run (0: none).
     pub simulate: u32,
     pub mode: Mode,
+    pub insecure_no_auth: bool,
+    pub metrics_public: bool,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -176,6 +198,25 @@ impl ServeArgs {
             };
         }
         let seeds = pick(&self.seeds, &from_env.seeds, &file.seeds).unwrap_or_default();
+        let (broker, url_login) = match layer!(broker) {
+            Some(url) => {
+                let (url, login) = split_credentials(&url)?;
+                (Some(url), login)
+            }
+            None => (None, None),
+        };
+        let password = match layer!(broker_password_file) {
+            Some(path) => Some(first_line(&path)?),
+            None => env("MINITRUE_BROKER_PASSWORD"),
+        };
+        let broker_login = match (layer!(broker_username), password, url_login) {
+            (Some(username), Some(password), _) => Some(MqttLogin { username, password }),
+            (Some(username), None, _) => anyhow::bail!(
+                "--broker-username {username} needs --broker-password-file or \
+                 MINITRUE_BROKER_PASSWORD"
+            ),
+            (None, _, login) => login,
+        };
         Ok(NodeConfig {
             node_id: layer!(node_id).unwrap_or_else(|| "node1".to_string()),
             data_dir: layer!(data_dir).unwrap_or_else(|| PathBuf::from("./data")),
@@ -204,11 +245,14 @@ impl ServeArgs {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
-            broker: layer!(broker),
+            broker,
+            broker_login,
             mqtt_subscription: layer!(mqtt_subscription).unwrap_or(MqttSubscription::Shared),
             topic_templates: layer!(topic_template).unwrap_or_default(),
             simulate: layer!(simulate).unwrap_or(0),
             mode: layer!(mode).unwrap_or(Mode::All),
+            insecure_no_auth: layer!(insecure_no_auth).unwrap_or(false),
+            metrics_public: layer!(metrics_public).unwrap_or(false),
             ready_file: layer!(ready_file),
         })
     }
@@ -255,6 +299,8 @@ impl ServeArgs {
             dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
             repair_interval: parsed(env, "MINITRUE_REPAIR_INTERVAL")?,
             broker: env("MINITRUE_BROKER"),
+            broker_username: env("MINITRUE_BROKER_USERNAME"),
+            broker_password_file: env("MINITRUE_BROKER_PASSWORD_FILE").map(PathBuf::from),
             mqtt_subscription: match env("MINITRUE_MQTT_SUBSCRIPTION") {
                 None => None,
                 Some(text) => Some(
@@ -266,9 +312,64 @@ impl ServeArgs {
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).collect()),
             simulate: parsed(env, "MINITRUE_SIMULATE")?,
             mode,
+            insecure_no_auth: parsed(env, "MINITRUE_INSECURE_NO_AUTH")?,
+            metrics_public: parsed(env, "MINITRUE_METRICS_PUBLIC")?,
             ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),
             print_config: false,
         })
+    }
+}
+
+/// `mqtt://user:password@host:port` → the URL without them, and them. A URL with a password
+/// works, with a warning: the password belongs in a file or the environment.
+fn split_credentials(url: &str) -> anyhow::Result<(String, Option<MqttLogin>)> {
+    let mut parsed =
+        url::Url::parse(url).with_context(|| format!("--broker {:?} is not a URL", redact(url)))?;
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return Ok((url.to_string(), None));
+    }
+    let decode = |text: &str| {
+        url::form_urlencoded::parse(format!("x={text}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    let login = MqttLogin {
+        username: decode(parsed.username()),
+        password: decode(parsed.password().unwrap_or("")),
+    };
+    tracing::warn!(
+        "the --broker URL carries credentials: use --broker-username with \
+         --broker-password-file or MINITRUE_BROKER_PASSWORD instead"
+    );
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Ok((parsed.to_string(), Some(login)))
+}
+
+/// `url` with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn first_line(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+fn masked_login<S: serde::Serializer>(
+    login: &Option<MqttLogin>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match login {
+        Some(login) => serializer.serialize_str(&format!("{} / ********", login.username)),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -361,6 +462,41 @@ mod tests {
         assert_eq!(config.mqtt_port, 5002, "flag over env");
         assert_eq!(config.mode, Mode::Query);
         assert_eq!(config.gossip_port, 9000, "default");
+    }
+
+    #[test]
+    fn broker_credentials_never_stay_in_the_printed_url() {
+        let config = parse(&["--broker", "mqtt://sensor:s%40cret@broker.lan:1883"])
+            .resolve(&no_env)
+            .unwrap();
+        assert_eq!(config.broker.as_deref(), Some("mqtt://broker.lan:1883"));
+        let login = config.broker_login.clone().unwrap();
+        assert_eq!((login.username.as_str(), login.password.as_str()), ("sensor", "s@cret"));
+        let printed = serde_json::to_string(&config).unwrap();
+        assert!(!printed.contains("s@cret") && !printed.contains("s%40cret"), "{printed}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker-password");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let config = parse(&[
+            "--broker",
+            "mqtts://broker.lan:8883",
+            "--broker-username",
+            "node",
+            "--broker-password-file",
+            file.to_str().unwrap(),
+        ])
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(config.broker_login.unwrap().password, "from-a-file");
+        let env = |name: &str| (name == "MINITRUE_BROKER_PASSWORD").then(|| "from-env".to_string());
+        let config = parse(&["--broker", "mqtt://b:1883", "--broker-username", "node"])
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(config.broker_login.unwrap().password, "from-env");
+        assert!(parse(&["--broker", "mqtt://b:1883", "--broker-username", "node"])
+            .resolve(&no_env)
+            .is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `minitrue`: the single binary: `serve` (a node), `publish` (the sensor side: simulator,
-//! serial port, CSV replay), `import` (CSV bulk load), `bench`.
+//! serial port, CSV replay), `import` (CSV bulk load), `user` and `token` (credentials),
+//! `bench`.
 
 mod bench;
 mod config;
@@ -7,6 +8,7 @@ mod datasets;
 mod import;
 mod publish;
 mod serve;
+mod users;
 
 use clap::{Parser, Subcommand};
 
@@ -34,13 +36,23 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
     Import(import::ImportArgs),
+    /// Manage the users of a node (passwords for psql, Basic auth, MQTT, the web UI).
+    User {
+        #[command(subcommand)]
+        which: users::UserCommand,
+    },
+    /// Manage the bearer tokens of a node (HTTP, Flight, InfluxDB clients).
+    Token {
+        #[command(subcommand)]
+        which: users::TokenCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
+                .unwrap_or_else(|_| "warn,rumqttd=error,audit=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -50,5 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::User { which } => users::run_user(which),
+        Command::Token { which } => users::run_token(which),
     }
 }

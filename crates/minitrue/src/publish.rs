@@ -36,6 +36,16 @@ pub struct PublishArgs {
     /// Topic prefix; points go to `<prefix>/<metric>`.
     #[arg(long = "topic-prefix", default_value = "iot/sensors", global = true)]
     pub topic_prefix: String,
+    /// MQTT user name (a node with users admits writers and admins).
+    #[arg(long, env = "MINITRUE_MQTT_USERNAME", global = true)]
+    pub username: Option<String>,
+    /// The password for --username: a file whose first line it is (or MINITRUE_MQTT_PASSWORD).
+    #[arg(long = "password-file", global = true)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The login resolved from --username and the password (set by `serve` for its own
+    /// simulated sensors).
+    #[arg(skip)]
+    pub login: Option<minitrue_ingest::mqtt::MqttLogin>,
     #[command(subcommand)]
     pub source: Source,
 }
@@ -161,6 +171,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The login given on the command line: --username with --password-file or
+/// MINITRUE_MQTT_PASSWORD.
+fn cli_login(args: &PublishArgs) -> anyhow::Result<Option<minitrue_ingest::mqtt::MqttLogin>> {
+    let Some(username) = args.username.clone() else {
+        return Ok(None);
+    };
+    let password = match &args.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => std::env::var("MINITRUE_MQTT_PASSWORD").map_err(|_| {
+            anyhow::anyhow!("--username needs --password-file or MINITRUE_MQTT_PASSWORD")
+        })?,
+    };
+    Ok(Some(minitrue_ingest::mqtt::MqttLogin { username, password }))
+}
+
 pub fn run(args: PublishArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -196,11 +226,19 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn connect(broker: &str, client_id: &str, topic_prefix: &str) -> anyhow::Result<Self> {
+    async fn connect(
+        broker: &str,
+        client_id: &str,
+        topic_prefix: &str,
+        login: Option<minitrue_ingest::mqtt::MqttLogin>,
+    ) -> anyhow::Result<Self> {
         let separator = if broker.contains('?') { '&' } else { '?' };
         let mut options =
             MqttOptions::parse_url(format!("{broker}{separator}client_id={client_id}"))
                 .with_context(|| format!("bad broker url {broker}"))?;
+        if let Some(login) = login {
+            options.set_credentials(login.username, login.password);
+        }
         options.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(4 << 20, 4 << 20);
         options.set_inflight(1000);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
@@ -290,7 +328,12 @@ pub async fn publish(args: PublishArgs, stop: watch::Receiver<bool>) -> anyhow::
         .client_id
         .clone()
         .unwrap_or_else(|| format!("minitrue-publish-{}", std::process::id()));
-    let mut publisher = Publisher::connect(&args.broker, &client_id, &args.topic_prefix).await?;
+    let login = match args.login.clone() {
+        Some(login) => Some(login),
+        None => cli_login(&args)?,
+    };
+    let mut publisher =
+        Publisher::connect(&args.broker, &client_id, &args.topic_prefix, login).await?;
     match args.source {
         Source::Simulate(sim) => simulate(&mut publisher, &sim, stop).await?,
         Source::Serial(serial) => read_serial(&mut publisher, &serial, stop).await?,

@@ -17,9 +17,11 @@ use minitrue_cluster::{
     ReplicationConfig, Replicator, TopologyConfig, TopologyWatch,
 };
 use minitrue_common::{MetricsRegistry, SeriesKey};
-use minitrue_ingest::broker::{start_embedded_broker, EmbeddedBrokerConfig};
+use minitrue_ingest::broker::{
+    serve_front_door, start_embedded_broker, EmbeddedBrokerConfig, FrontCounters,
+};
 use minitrue_ingest::mqtt::{
-    run_subscriber, run_subscriber_or_leave, IngestCounters, PointSink, SinkError,
+    run_subscriber, run_subscriber_or_leave, IngestCounters, MqttLogin, PointSink, SinkError,
     SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
@@ -89,6 +91,7 @@ impl PointSink for ClusterSink {
 struct SessionTemplate {
     broker_url: String,
     share_group: String,
+    login: Option<MqttLogin>,
 }
 
 /// Drains the broker sessions of dead nodes (see
@@ -138,6 +141,7 @@ fn spawn_session_takeover(
                 let mut subscriber =
                     SubscriberConfig::new(template.broker_url.clone(), session.client_id);
                 subscriber.share_group = Some(template.share_group.clone());
+                subscriber.login = template.login.clone();
                 let (parser, sink, counters) = (parser.clone(), sink.clone(), counters.clone());
                 tokio::spawn(async move {
                     let result = run_subscriber(
@@ -276,6 +280,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         );
     }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let credentials = minitrue_auth::Credentials::open(&config.data_dir)
+        .context("reading the users of this node")?;
+    let gate = minitrue_auth::Gatekeeper::new(credentials);
+    check_exposure(&config, &gate)?;
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.object_store_url = config.store_url.clone();
     let (engine, report) =
@@ -284,6 +294,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
 
     let metrics = MetricsRegistry::new();
     metrics.register(engine.clone());
+    metrics.register(Arc::new(gate.clone().metrics()));
     let format =
         FormatConfig { topic_templates: config.topic_templates.clone(), ..Default::default() };
     let parser = Arc::new(Parser::new(format).context("the topic templates")?);
@@ -393,25 +404,24 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: false });
 
     if config.mode != Mode::Query {
-        let mqtt_url = match &config.broker {
-            Some(broker) => broker.clone(),
+        // The node's own login at its embedded broker (none for an external one).
+        let (mqtt_url, mqtt_login) = match &config.broker {
+            Some(broker) => (broker.clone(), config.broker_login.clone()),
             None => {
-                let listen = SocketAddr::new(config.listen, config.mqtt_port);
-                let broker = tokio::task::spawn_blocking(move || {
-                    start_embedded_broker(EmbeddedBrokerConfig::new(listen))
-                })
-                .await??;
-                ready.insert("mqtt".into(), broker.address().to_string().into());
+                let broker = start_mqtt_door(&config, &gate, &metrics, stopping.clone()).await?;
+                ready.insert("mqtt".into(), broker.public.to_string().into());
                 println!(
                     "mqtt: embedded broker on {} (publish to iot/sensors/<metric>)",
-                    broker.address()
+                    broker.public
                 );
-                broker.local_url()
+                tasks.push(broker.task);
+                (broker.internal_url, Some(broker.login))
             }
         };
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("mqtt"));
         let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
+        subscriber.login = mqtt_login.clone();
         let share_group = mqtt_share_group(&config);
         subscriber.share_group = share_group.clone();
         // Every node receives everything and keeps what it owns; otherwise what this node
@@ -442,7 +452,11 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         if let Some(share_group) = &share_group {
             tasks.push(spawn_session_takeover(
                 topology.clone(),
-                SessionTemplate { broker_url: mqtt_url.clone(), share_group: share_group.clone() },
+                SessionTemplate {
+                    broker_url: mqtt_url.clone(),
+                    share_group: share_group.clone(),
+                    login: mqtt_login.clone(),
+                },
                 parser.clone(),
                 sink.clone(),
                 metrics.clone(),
@@ -464,6 +478,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 broker: mqtt_url,
                 client_id: Some(format!("minitrue-{}-simulator", config.node_id)),
                 topic_prefix: "iot/sensors".to_string(),
+                username: None,
+                password_file: None,
+                login: mqtt_login.clone(),
                 source: publish::Source::Simulate(publish::SimulateArgs::defaults(config.simulate)),
             };
             let stopping = stopping.clone();
@@ -512,11 +529,16 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         })
         .collect();
 
-    let mut http_state =
-        minitrue_server::HttpState::new(parser.clone(), sink.clone(), metrics.clone())
-            .with_live(Arc::new(EngineLive(engine.clone())))
-            .with_node(minitrue_server::NodeIdentity { node_id: config.node_id.clone(), addresses })
-            .with_decommission(Arc::new(DecommissionDoor(decommission.clone())));
+    let mut http_state = minitrue_server::HttpState::new(
+        parser.clone(),
+        sink.clone(),
+        metrics.clone(),
+        gate.clone(),
+    )
+    .with_live(Arc::new(EngineLive(engine.clone())))
+    .with_node(minitrue_server::NodeIdentity { node_id: config.node_id.clone(), addresses })
+    .with_decommission(Arc::new(DecommissionDoor(decommission.clone())));
+    http_state.metrics_public = config.metrics_public;
     if let Some(session) = &session {
         http_state = http_state.with_sql(session.clone());
     }
@@ -532,7 +554,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let address: SocketAddr = listener.local_addr()?;
         let state = minitrue_server::FlightState {
             session: session.clone(),
-            access: minitrue_server::AccessPolicy::Open,
+            gate: gate.clone(),
             metrics: metrics.clone(),
             replicas: Some(Arc::new(ReplicaReceiver {
                 replicator: replicator.clone(),
@@ -551,7 +573,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let session = Arc::new(session);
         tasks.push(spawn_door(
             "postgres",
-            minitrue_server::serve_pgwire(listener, session, wait_for_shutdown(stopping.clone())),
+            minitrue_server::serve_pgwire(
+                listener,
+                session,
+                gate.clone(),
+                wait_for_shutdown(stopping.clone()),
+            ),
         ));
         println!("postgres: psql -h {} -p {} -U minitrue minitrue", address.ip(), address.port());
     }
@@ -578,6 +605,74 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                     Start a new node with an empty data directory to join again.\n";
         std::fs::write(&marker, note).with_context(|| format!("writing {}", marker.display()))?;
         println!("minitrue node {} left the cluster (decommissioned)", config.node_id);
+    }
+    Ok(())
+}
+
+/// The embedded broker as a node runs it: rumqttd on an internal port, the front door on the
+/// MQTT port.
+struct MqttDoor {
+    /// Where sensors connect.
+    public: SocketAddr,
+    /// Where the node's own subscriber and simulated sensors connect, and as whom.
+    internal_url: String,
+    login: MqttLogin,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_mqtt_door(
+    config: &NodeConfig,
+    gate: &Arc<minitrue_auth::Gatekeeper>,
+    metrics: &MetricsRegistry,
+    stopping: watch::Receiver<bool>,
+) -> anyhow::Result<MqttDoor> {
+    let listener = bind(config, config.mqtt_port, "mqtt").await?;
+    let public = listener.local_addr()?;
+    let broker =
+        tokio::task::spawn_blocking(|| start_embedded_broker(EmbeddedBrokerConfig::default()))
+            .await??;
+    let internal = broker.internal().clone();
+    let login =
+        MqttLogin { username: internal.username.clone(), password: internal.password.clone() };
+    let counters = Arc::new(FrontCounters::default());
+    metrics.register(Arc::new(counters.clone().metrics()));
+    let task = tokio::spawn(serve_front_door(
+        listener,
+        internal,
+        gate.clone(),
+        counters,
+        wait_for_shutdown(stopping),
+    ));
+    Ok(MqttDoor { public, internal_url: broker.local_url(), login, task })
+}
+
+/// Refuses to start a node that would be open beyond this machine: with no users, anyone who
+/// reaches it may read, write and delete. On loopback an open node is the one-command start,
+/// said in one line.
+fn check_exposure(config: &NodeConfig, gate: &minitrue_auth::Gatekeeper) -> anyhow::Result<()> {
+    let add_user =
+        format!("minitrue user add admin --role admin --data-dir {}", config.data_dir.display());
+    if gate.required() {
+        println!("auth: clients authenticate (users and tokens in {})", config.data_dir.display());
+        return Ok(());
+    }
+    match (config.listen.is_loopback(), config.insecure_no_auth) {
+        (true, _) => println!(
+            "auth: no users yet, so every client on this machine may do everything (listening on \
+             {} only); `{add_user}` turns authentication on",
+            config.listen
+        ),
+        (false, false) => anyhow::bail!(
+            "--listen {} exposes this node beyond this machine, and it has no users: anyone who \
+             reaches it could read, write and delete its data. Create an admin first:\n  \
+             {add_user}\n(or pass --insecure-no-auth to run without authentication)",
+            config.listen
+        ),
+        (false, true) => tracing::warn!(
+            listen = %config.listen,
+            "--insecure-no-auth: no users, so anyone who reaches this node may read, write and \
+             delete its data"
+        ),
     }
     Ok(())
 }

@@ -25,6 +25,12 @@ pub enum QueryError {
     #[error("unsupported statement: {reason}")]
     Unsupported { reason: String },
 
+    /// A statement no client may run whatever its role (it would read or write the server's
+    /// files, or change settings every client shares), or one the client's role does not
+    /// allow. `reason` says what to do instead.
+    #[error("{reason}")]
+    NotAllowed { reason: String },
+
     /// A SQL function was called with arguments it cannot work with.
     #[error("{function}: {reason}")]
     InvalidArgument { function: &'static str, reason: String },
@@ -50,6 +56,7 @@ impl QueryError {
             | QueryError::UnsupportedDelete { .. }
             | QueryError::Unsupported { .. }
             | QueryError::InvalidArgument { .. } => ErrorKind::InvalidInput,
+            QueryError::NotAllowed { .. } => ErrorKind::PermissionDenied,
             QueryError::Storage(error) => error.kind(),
             QueryError::Cluster(error) => error.kind,
             QueryError::DataFusion(error) => datafusion_kind(error),

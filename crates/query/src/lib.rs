@@ -14,6 +14,7 @@
 //! [`kind`](QueryError::kind) that the servers map to SQLSTATE / HTTP / gRPC codes.
 
 pub mod aggregate;
+mod client_sql;
 pub mod cluster;
 pub mod distributed;
 pub mod error;
@@ -28,16 +29,18 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
-use datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
-};
-use datafusion::error::Result as DfResult;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use minitrue_common::MetricsRegistry;
 use minitrue_storage::Engine;
 
 pub use aggregate::{MiniTrueOptions, ReadingsAggregateExec};
+pub use client_sql::{
+    check_client_sql_statement, check_client_statement, check_privilege, plan_client_sql,
+    sql_statement_deletes, statement_deletes, Privilege,
+};
 pub use cluster::{ClusterError, ClusterHooks, ClusterInfo, NodeInfo, PointWriter, RangeInfo};
 pub use distributed::{
     execute_fragment, FragmentRunner, RemoteBatches, Share, FRAGMENT_TICKET_PREFIX,
@@ -90,9 +93,12 @@ impl Default for QueryOptions {
 ///   `system.metrics` (every counter and gauge of the node, as `GET /metrics` serves them);
 /// * `information_schema`, MiniTrue's functions, and the [`DeleteGuard`].
 ///
-/// The built-in tables cannot be dropped or replaced (`DROP TABLE readings` fails); other
-/// tables a client creates live in this session's memory only. A session may be shared by
-/// many connections (`SessionContext` is cheap to clone and thread-safe).
+/// The session never reaches the server's files: it has no file formats and no table
+/// factories (`COPY … TO` and `CREATE EXTERNAL TABLE` find nothing to write or read with), its
+/// runtime has no local file system ([`NoFileSystem`]), and its schemas hold the built-in
+/// tables only (creating, replacing or dropping a table fails). Client statements are checked
+/// before that by [`check_client_statement`]. A session may be shared by many connections
+/// (`SessionContext` is cheap to clone and thread-safe).
 pub async fn session(engine: Arc<Engine>, options: QueryOptions) -> Result<SessionContext> {
     let metrics = MetricsRegistry::new();
     metrics.register(engine.clone());
@@ -133,9 +139,16 @@ pub async fn session_in_cluster(
     let config = config
         .with_option_extension(aggregate::MiniTrueOptions::default())
         .with_extension(codec.clone());
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(NoFileSystem))
+        .build_arc()?;
     let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
-        .with_default_features();
+        .with_runtime_env(runtime)
+        .with_default_features()
+        // After the defaults, which bring CSV/JSON/Parquet/Arrow/Avro readers and writers.
+        .with_file_formats(Vec::new())
+        .with_table_factories(HashMap::new());
     if let Some(runner) = cluster.as_ref().and_then(|hooks| hooks.runner.clone()) {
         // Before the fast path, which then leaves distributed fragments to the nodes that
         // run them.
@@ -227,29 +240,30 @@ impl QueryEngine {
     }
 }
 
-/// A schema whose built-in tables are fixed; other tables may be created next to them.
+/// A schema whose tables are fixed: the built-in ones, no others. Creating, replacing or
+/// dropping a table is refused (the session is shared by every client of a node, so a table
+/// one client created would be every client's).
 #[derive(Debug)]
 struct BuiltinSchema {
     builtin: HashMap<String, Arc<dyn TableProvider>>,
-    created: MemorySchemaProvider,
 }
 
 impl BuiltinSchema {
     fn new<'a>(tables: impl IntoIterator<Item = (&'a str, Arc<dyn TableProvider>)>) -> Self {
         BuiltinSchema {
             builtin: tables.into_iter().map(|(name, table)| (name.to_string(), table)).collect(),
-            created: MemorySchemaProvider::new(),
         }
     }
 
-    fn refuse(&self, name: &str, action: &str) -> DfResult<()> {
-        if self.builtin.contains_key(name) {
-            return Err(QueryError::Unsupported {
-                reason: format!("{name} is a built-in table and cannot be {action}"),
-            }
-            .into_datafusion());
-        }
-        Ok(())
+    fn refuse(&self, name: &str, action: &str) -> DataFusionError {
+        let reason = match self.builtin.contains_key(name) {
+            true => format!("{name} is a built-in table and cannot be {action}"),
+            false => format!(
+                "table {name} cannot be {action}: MiniTrue's tables are fixed and shared by every \
+                 client"
+            ),
+        };
+        QueryError::NotAllowed { reason }.into_datafusion()
     }
 }
 
@@ -257,34 +271,59 @@ impl BuiltinSchema {
 impl SchemaProvider for BuiltinSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.builtin.keys().cloned().collect();
-        names.extend(self.created.table_names());
         names.sort();
         names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        match self.builtin.get(name) {
-            Some(table) => Ok(Some(table.clone())),
-            None => self.created.table(name).await,
-        }
+        Ok(self.builtin.get(name).cloned())
     }
 
     fn register_table(
         &self,
         name: String,
-        table: Arc<dyn TableProvider>,
+        _table: Arc<dyn TableProvider>,
     ) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        self.refuse(&name, "replaced")?;
-        self.created.register_table(name, table)
+        let action = match self.builtin.contains_key(&name) {
+            true => "replaced",
+            false => "created",
+        };
+        Err(self.refuse(&name, action))
     }
 
     fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        self.refuse(name, "dropped")?;
-        self.created.deregister_table(name)
+        match self.builtin.contains_key(name) {
+            true => Err(self.refuse(name, "dropped")),
+            false => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.builtin.contains_key(name) || self.created.table_exist(name)
+        self.builtin.contains_key(name)
+    }
+}
+
+/// The object stores of a session's runtime: none. DataFusion registers the local file
+/// system for `file://` by default, which would let any plan node that takes a path read or
+/// write the server's files; MiniTrue's tables read through the storage engine instead.
+#[derive(Debug)]
+pub struct NoFileSystem;
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for NoFileSystem {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        _store: Arc<dyn object_store::ObjectStore>,
+    ) -> Option<Arc<dyn object_store::ObjectStore>> {
+        tracing::warn!(%url, "refused to register an object store in a sql session");
+        None
+    }
+
+    fn get_store(&self, url: &url::Url) -> DfResult<Arc<dyn object_store::ObjectStore>> {
+        Err(QueryError::NotAllowed {
+            reason: format!("{url} is not reachable from SQL: SQL never reads or writes files"),
+        }
+        .into_datafusion())
     }
 }
 

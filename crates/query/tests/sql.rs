@@ -820,7 +820,7 @@ async fn storage_errors_keep_their_kind() {
     let engine = QueryEngine::new(f.engine.clone(), QueryOptions::default()).await.unwrap();
     assert_eq!(format_rows(&engine.query("SELECT count(*) FROM devices").await.unwrap()), ["10"]);
     let ddl = engine.query("CREATE TABLE t AS SELECT 1").await.unwrap_err();
-    assert_eq!(ddl.kind(), ErrorKind::InvalidInput, "{ddl}");
+    assert_eq!(ddl.kind(), ErrorKind::InvalidInput, "DDL is refused by the options: {ddl}");
 
     f.engine.close().await.unwrap();
     let error = engine.query("SELECT count(*) FROM readings").await.unwrap_err();
@@ -842,12 +842,24 @@ async fn bad_sql_is_invalid_input() {
         "SELECT no_such_column FROM readings",
         "SELECT * FROM readings WHERE time > 'yesterday-ish'",
         "SELECT 1/0",
+        // DataFusion finds no droppable table, and readings exists (clients are refused
+        // both before this).
         "DROP TABLE readings",
         "CREATE TABLE readings (x INT)",
     ] {
         let error = error_of(&f.ctx, bad).await;
         println!("{bad}\n  -> {error}");
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{bad}: {error:?}");
+    }
+    // The session's tables are fixed, whoever plans the statement.
+    for refused in [
+        "CREATE TABLE t (x INT)",
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE VIEW v AS SELECT 1",
+        "SELECT 1 AS x INTO t",
+    ] {
+        let error = error_of(&f.ctx, refused).await;
+        assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{refused}: {error:?}");
     }
     // The built-in tables survived the attempts.
     assert_eq!(
@@ -876,6 +888,46 @@ async fn bad_sql_is_invalid_input() {
             "value|Float64|NO",
         ]
     );
+}
+
+/// The session itself cannot reach files, even for a statement that skipped the client check
+/// (`check_client_statement`): no file is written or read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_has_no_way_to_files() {
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\nthe secret,2\n").unwrap();
+    let written = dir.path().join("out");
+    let statements = [
+        format!("COPY (SELECT * FROM readings) TO '{}/copy.csv'", written.display()),
+        format!("COPY (SELECT 1 AS a) TO '{}/copy.parquet' STORED AS PARQUET", written.display()),
+        format!("COPY (SELECT 1 AS a) TO 'file://{}/copy.json'", written.display()),
+        format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{}'", secret.display()),
+        format!(
+            "CREATE EXTERNAL TABLE leak (a TEXT) STORED AS CSV LOCATION '{}'",
+            dir.path().display()
+        ),
+        format!("INSERT INTO readings SELECT * FROM '{}'", secret.display()),
+        format!("SELECT * FROM '{}'", secret.display()),
+    ];
+    for sql in &statements {
+        let error = error_of(&f.ctx, sql).await;
+        println!("{sql}\n  -> {error}");
+        assert!(!error.to_string().contains("the secret"), "{sql}: {error}");
+    }
+    assert!(!written.exists(), "nothing was written");
+    assert!(error_of(&f.ctx, "SELECT * FROM leak").await.to_string().contains("leak"));
+    // Nor is there a local file system for any plan node that takes a path.
+    let local = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
+    let error = f.ctx.runtime_env().object_store(&local).unwrap_err();
+    assert_eq!(QueryError::from(error).kind(), ErrorKind::PermissionDenied);
+    // The statements are refused before planning too, with what to do instead.
+    for sql in &statements[..5] {
+        let statement = datafusion::sql::parser::DFParser::parse_sql(sql).unwrap().pop_front();
+        let error = minitrue_query::check_client_statement(&statement.unwrap()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{sql}: {error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

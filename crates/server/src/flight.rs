@@ -19,7 +19,8 @@
 //!
 //! Errors are gRPC statuses mapped once, in [`query_status`]: bad SQL or parameters →
 //! `INVALID_ARGUMENT`, a missing table → `NOT_FOUND`, an engine that is shutting down →
-//! `UNAVAILABLE`, storage failures → `INTERNAL`. Every call passes the [`AccessPolicy`] first.
+//! `UNAVAILABLE`, storage failures → `INTERNAL`. Every call is authenticated first ([`auth`]);
+//! client calls need a principal, and writes a writer.
 
 mod auth;
 mod catalog;
@@ -60,6 +61,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
+use minitrue_auth::{Door, Gatekeeper, Role};
 use minitrue_common::{ErrorKind, Metric, MetricsRegistry};
 use minitrue_query::{execute_fragment, QueryError, FRAGMENT_TICKET_PREFIX};
 use prost::Message;
@@ -67,7 +69,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use auth::AccessPolicy;
+use crate::stateless::Caller;
+
+use auth::{principal_of, Who};
 use handle::{parameter_row, single_parameter_row, StatementHandle};
 
 /// Largest message a client may send (a DoPut batch, say): 64 MiB. Results are sent in
@@ -81,7 +85,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct FlightState {
     pub session: SessionContext,
-    pub access: AccessPolicy,
+    /// Who may call (see [`auth`]).
+    pub gate: Arc<Gatekeeper>,
     pub metrics: MetricsRegistry,
     /// In a cluster: takes the other nodes' replica writes.
     pub replicas: Option<Arc<dyn ReplicaDoor>>,
@@ -119,12 +124,17 @@ pub async fn serve_flight(
     let counters = Arc::new(FlightCounters::default());
     state.metrics.register(Arc::new(counters.clone().metrics()));
     let door = FlightDoor {
-        sql: Arc::new(FlightSql { ctx: state.session, counters, replicas: state.replicas }),
+        sql: Arc::new(FlightSql {
+            ctx: state.session,
+            counters,
+            replicas: state.replicas,
+            gate: state.gate.clone(),
+        }),
     };
     let service = FlightServiceServer::new(door)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let service = InterceptedService::new(service, state.access.interceptor());
+    let service = InterceptedService::new(service, auth::interceptor(state.gate));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(service)
@@ -161,6 +171,7 @@ fn error_status(error: QueryError) -> Status {
     match error.kind() {
         ErrorKind::InvalidInput => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
+        ErrorKind::PermissionDenied => Status::permission_denied(message),
         ErrorKind::Unavailable | ErrorKind::ShuttingDown => Status::unavailable(message),
         ErrorKind::Corrupt | ErrorKind::Io | ErrorKind::Internal => Status::internal(message),
     }
@@ -227,15 +238,27 @@ struct FlightSql {
     ctx: SessionContext,
     counters: Arc<FlightCounters>,
     replicas: Option<Arc<dyn ReplicaDoor>>,
+    gate: Arc<Gatekeeper>,
 }
 
 impl FlightSql {
-    /// Plans one statement; `params` fill `$1, $2, …`.
-    async fn plan(&self, sql: &str, params: Vec<ScalarValue>) -> Result<DataFrame, Status> {
+    /// Plans one statement for `who`; `params` fill `$1, $2, …`.
+    async fn plan(
+        &self,
+        who: &Who,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<DataFrame, Status> {
         if sql.trim().is_empty() {
             return Err(Status::invalid_argument("no SQL statement"));
         }
-        crate::stateless::plan(&self.ctx, sql, params).await.map_err(query_status)
+        let caller = Caller {
+            gate: &self.gate,
+            door: Door::Flight,
+            peer: who.peer,
+            principal: &who.principal,
+        };
+        crate::stateless::plan(&self.ctx, sql, params, &caller).await.map_err(query_status)
     }
 
     /// Runs `frame` and streams its result; an error part-way ends the stream with its status.
@@ -376,14 +399,33 @@ impl FlightSqlService for FlightSql {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // The access policy already checked the call; nothing to exchange.
+        // The interceptor checked the credentials; a password login is answered with a
+        // session token for the calls that follow.
+        let who = principal_of(&request)?;
+        let session = match request.extensions().get::<auth::PasswordLogin>() {
+            Some(_) => Some(
+                self.gate
+                    .open_session(&who.principal)
+                    .map_err(|error| Status::internal(error.to_string()))?,
+            ),
+            None => None,
+        };
         let response = HandshakeResponse { protocol_version: 0, payload: Bytes::new() };
-        Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(response) }))))
+        let mut response =
+            Response::new(Box::pin(futures::stream::once(async move { Ok(response) }))
+                as Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>);
+        if let Some(session) = session {
+            let value = format!("Bearer {session}")
+                .parse()
+                .map_err(|_| Status::internal("a session token is not a header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_statement(
@@ -391,7 +433,7 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let frame = self.plan(&query.query, Vec::new()).await?;
+        let frame = self.plan(&principal_of(&request)?, &query.query, Vec::new()).await?;
         let handle = StatementHandle::new(query.query).encode()?;
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         let info = flight_info(frame.schema().as_arrow(), ticket.into(), request.into_inner())?;
@@ -401,10 +443,11 @@ impl FlightSqlService for FlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        let frame = self.plan(&handle.sql, handle.parameter_values()?).await?;
+        let who = principal_of(&request)?;
+        let frame = self.plan(&who, &handle.sql, handle.parameter_values()?).await?;
         self.stream(frame).await
     }
 
@@ -414,7 +457,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        let frame = self.plan(&handle.sql, handle.parameter_values()?).await?;
+        let who = principal_of(&request)?;
+        let frame = self.plan(&who, &handle.sql, handle.parameter_values()?).await?;
         let ticket = command.as_any().encode_to_vec();
         let info = flight_info(frame.schema().as_arrow(), ticket.into(), request.into_inner())?;
         Ok(Response::new(info))
@@ -423,19 +467,20 @@ impl FlightSqlService for FlightSql {
     async fn do_get_prepared_statement(
         &self,
         command: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        let frame = self.plan(&handle.sql, handle.parameter_values()?).await?;
+        let who = principal_of(&request)?;
+        let frame = self.plan(&who, &handle.sql, handle.parameter_values()?).await?;
         self.stream(frame).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         request: ActionCreatePreparedStatementRequest,
-        _action: Request<Action>,
+        action: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let frame = self.plan(&request.query, Vec::new()).await?;
+        let frame = self.plan(&principal_of(&action)?, &request.query, Vec::new()).await?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: StatementHandle::new(request.query).encode()?,
             dataset_schema: ipc_schema(frame.schema().as_arrow())?,
@@ -449,18 +494,20 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let mut handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        let who = principal_of(&request)?;
         let batches = parameter_batches(request.into_inner()).await?;
         handle.params = Some(single_parameter_row(batches)?);
         // Check the values against the statement now, not at the first fetch.
-        self.plan(&handle.sql, handle.parameter_values()?).await?;
+        self.plan(&who, &handle.sql, handle.parameter_values()?).await?;
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode()?) })
     }
 
     async fn do_action_close_prepared_statement(
         &self,
         _request: ActionClosePreparedStatementRequest,
-        _action: Request<Action>,
+        action: Request<Action>,
     ) -> Result<(), Status> {
+        principal_of(&action)?;
         Ok(()) // handles hold no server state
     }
 
@@ -470,16 +517,17 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        let who = principal_of(&request)?;
         let batches = parameter_batches(request.into_inner()).await?;
         let mut rows = 0;
         if batches.iter().all(|b| b.num_rows() == 0) {
-            let frame = self.plan(&handle.sql, handle.parameter_values()?).await?;
+            let frame = self.plan(&who, &handle.sql, handle.parameter_values()?).await?;
             rows += self.update(frame).await?;
         }
         // One execution per parameter row, as JDBC's addBatch/executeBatch does.
         for batch in &batches {
             for row in 0..batch.num_rows() {
-                let frame = self.plan(&handle.sql, parameter_row(batch, row)?).await?;
+                let frame = self.plan(&who, &handle.sql, parameter_row(batch, row)?).await?;
                 rows += self.update(frame).await?;
             }
         }
@@ -489,9 +537,9 @@ impl FlightSqlService for FlightSql {
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let frame = self.plan(&command.query, Vec::new()).await?;
+        let frame = self.plan(&principal_of(&request)?, &command.query, Vec::new()).await?;
         Ok(self.update(frame).await? as i64)
     }
 
@@ -501,6 +549,7 @@ impl FlightSqlService for FlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         use arrow_flight::sql::TableExistsOption;
+        principal_of(&request)?.require(&self.gate, Role::Writer, "bulk ingest")?;
         let catalog = self.ctx.state().config().options().catalog.default_catalog.clone();
         let is_readings = command.table == "readings"
             && command.schema.as_deref().is_none_or(|s| s.is_empty() || s == "public")
@@ -530,9 +579,10 @@ impl FlightSqlService for FlightSql {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let action = request.into_inner();
+        let action = request.get_ref();
         let Some(replicas) = self.replicas.as_ref().filter(|r| r.handles_action(&action.r#type))
         else {
+            principal_of(&request)?;
             return Err(Status::invalid_argument(format!("unknown action {:?}", action.r#type)));
         };
         let answer = replicas.action(&action.r#type, &action.body).await.map_err(|error| {
@@ -573,6 +623,7 @@ impl FlightSqlService for FlightSql {
                 ))));
             }
         }
+        principal_of(&request)?.require(&self.gate, Role::Writer, "DoPut")?;
         if path.as_deref() != Some(&["readings".to_string()][..]) {
             return Err(Status::invalid_argument(format!(
                 "DoPut takes Flight SQL commands or a path descriptor [\"readings\"] (got {})",
@@ -715,6 +766,7 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        principal_of(&request)?;
         self.sql.list_flights(request).await
     }
 
@@ -722,9 +774,10 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let who = self.sql.counters.count(principal_of(&request))?;
         let answer = match plain_sql(&request.get_ref().cmd) {
             Some(sql) => {
-                let frame = self.sql.plan(sql, Vec::new()).await;
+                let frame = self.sql.plan(&who, sql, Vec::new()).await;
                 let ticket = Bytes::copy_from_slice(sql.as_bytes());
                 frame.and_then(|frame| {
                     flight_info(frame.schema().as_arrow(), ticket, request.into_inner())
@@ -740,6 +793,7 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        principal_of(&request)?;
         self.sql.poll_flight_info(request).await
     }
 
@@ -747,6 +801,7 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        principal_of(&request)?;
         self.sql.get_schema(request).await
     }
 
@@ -759,8 +814,9 @@ impl FlightService for FlightDoor {
                 .map(|batches| self.sql.send(batches));
             return self.sql.counters.count(answer);
         }
+        let who = self.sql.counters.count(principal_of(&request))?;
         let answer = match plain_sql(ticket) {
-            Some(sql) => match self.sql.plan(sql, Vec::new()).await {
+            Some(sql) => match self.sql.plan(&who, sql, Vec::new()).await {
                 Ok(frame) => self.sql.stream(frame).await,
                 Err(status) => Err(status),
             },
@@ -780,6 +836,7 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        principal_of(&request)?;
         self.sql.do_exchange(request).await
     }
 
@@ -794,6 +851,7 @@ impl FlightService for FlightDoor {
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
+        principal_of(&request)?;
         self.sql.list_actions(request).await
     }
 }

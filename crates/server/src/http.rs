@@ -13,6 +13,11 @@
 //! | `GET /api/v1/cluster` | the nodes, their state, ring share and storage figures ([`cluster`]) |
 //! | `POST /api/v1/cluster/decommission`, `GET` the same | hand this node's ranges to the others and leave the cluster; its progress |
 //! | `GET /`, `GET /assets/…` | the web UI ([`ui`]) |
+//! | `POST /api/v1/login`, `POST /api/v1/logout`, `GET /api/v1/whoami` | the web UI's login (a session cookie) and who a request is |
+//!
+//! Every route passes [`access`] first: browser checks against cross-site requests and DNS
+//! rebinding, then, when the node has users, credentials (token, password or the UI's
+//! session) and the role the route needs.
 //!
 //! Writes take the same path as MQTT: [`Parser`] → [`PointSink`] (the WAL). The response is
 //! sent after the points are durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`,
@@ -20,6 +25,7 @@
 //! response is then `400` with the counts and the first rejections (InfluxDB's partial-write
 //! convention), and the rejections are counted per reason like MQTT ones.
 
+mod access;
 mod cluster;
 mod live;
 mod sql;
@@ -40,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use datafusion::prelude::SessionContext;
+use minitrue_auth::Gatekeeper;
 use minitrue_common::{ErrorKind, MetricsRegistry};
 use minitrue_ingest::mqtt::{IngestCounters, PointSink, WriteBatch};
 use minitrue_ingest::{Interner, Item, ParsedMessage, Parser, Precision};
@@ -66,10 +73,21 @@ pub struct HttpState {
     pub node: Option<NodeIdentity>,
     /// `/api/v1/cluster/decommission`; `None` answers 503 (not in a cluster).
     pub decommission: Option<Arc<dyn cluster::Decommissioning>>,
+    /// Who may do what (see [`access`]).
+    pub gate: Arc<Gatekeeper>,
+    /// `GET /metrics` without credentials (`--metrics-public`). Default false.
+    pub metrics_public: bool,
+    /// Session cookies are marked `Secure` (the door speaks HTTPS). Default false.
+    pub secure_cookies: bool,
 }
 
 impl HttpState {
-    pub fn new(parser: Arc<Parser>, sink: Arc<dyn PointSink>, metrics: MetricsRegistry) -> Self {
+    pub fn new(
+        parser: Arc<Parser>,
+        sink: Arc<dyn PointSink>,
+        metrics: MetricsRegistry,
+        gate: Arc<Gatekeeper>,
+    ) -> Self {
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("http"));
         let sql_counters = Arc::new(sql::SqlCounters::default());
@@ -88,6 +106,9 @@ impl HttpState {
             live_counters,
             node: None,
             decommission: None,
+            gate,
+            metrics_public: false,
+            secure_cookies: false,
         }
     }
 
@@ -119,6 +140,7 @@ impl HttpState {
 /// The routes, for serving or for tests that call them in process.
 pub fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
+    let state = Arc::new(state);
     Router::new()
         .route("/api/v1/write", post(write_json))
         .route("/api/v2/write", post(write_line_protocol))
@@ -134,11 +156,16 @@ pub fn router(state: HttpState) -> Router {
             "/api/v1/cluster/decommission",
             get(cluster::decommission_progress).post(cluster::decommission),
         )
+        .route("/api/v1/login", post(access::login))
+        .route("/api/v1/logout", post(access::logout))
+        .route("/api/v1/whoami", get(access::whoami))
         .route("/", get(ui::index))
         .route("/assets/*name", get(ui::asset))
+        // Before every route, and before unknown paths are answered 404.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::authenticate))
         // Compressed bodies are bounded again after inflating (see `body_bytes`).
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then finishes requests in flight.
@@ -147,7 +174,8 @@ pub async fn serve_http(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }
 
 /// An error answer: InfluxDB 2's `{"code","message"}` body with the matching status.
@@ -168,6 +196,7 @@ impl ApiError {
         let (status, code) = match kind {
             ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid"),
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not found"),
+            ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorKind::Unavailable | ErrorKind::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

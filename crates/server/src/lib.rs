@@ -12,7 +12,7 @@ mod http;
 mod pgwire;
 mod stateless;
 
-pub use flight::{serve_flight, AccessPolicy, FlightState, ReplicaDoor, ReplicaError};
+pub use flight::{serve_flight, FlightState, ReplicaDoor, ReplicaError};
 pub use http::{
     router as http_router, serve_http, Decommissioning, HttpState, LiveSource, NodeIdentity,
 };

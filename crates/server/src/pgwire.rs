@@ -1,7 +1,10 @@
 //! The Postgres wire protocol front door: pgwire and datafusion-postgres, with what real
 //! clients (psql, Grafana through pgx and lib/pq, psycopg, asyncpg, pgjdbc) need on top:
 //!
-//! - [`startup`]: no authentication, and the ParameterStatus values clients read;
+//! - [`startup`]: SCRAM-SHA-256 authentication (when the node has users), and the
+//!   ParameterStatus values clients read;
+//! - [`access`]: every statement is checked (nothing reaches the server's files or other
+//!   clients' settings; the connection's role allows it) before anything runs it;
 //! - [`sqlstate`]: errors carry a Postgres SQLSTATE instead of `XX000`;
 //! - [`rewrite`]: Postgres SQL DataFusion does not accept, rewritten before planning;
 //! - [`compat`]: `version()`, `current_setting()`, `DEALLOCATE`;
@@ -13,6 +16,7 @@
 //! What pgwire already does right is left to it: `N` to SSLRequest and GSSENCRequest,
 //! EmptyQueryResponse for empty and comment-only queries, `SELECT n` command tags, Flush.
 
+mod access;
 mod cancel;
 mod compat;
 mod float_text;
@@ -32,7 +36,6 @@ use datafusion::prelude::SessionContext;
 use datafusion_postgres::auth::AuthManager;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
@@ -49,6 +52,7 @@ use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
+use minitrue_auth::Gatekeeper;
 use tokio::net::TcpListener;
 
 use cancel::{CancelRegistry, CancelRequests, Registration};
@@ -205,11 +209,12 @@ impl PgWireServerHandlers for Handlers {
 /// Serves the Postgres wire protocol on `listener` until `shutdown` resolves; connections
 /// in progress finish on their own. `pg_catalog` is installed in `session`'s catalog
 /// `minitrue` and Postgres compatibility functions (`version()`, `current_setting()`, …) in
-/// `session`, so psql's `\d` commands and clients' introspection work. Any user and database
-/// name is accepted (no authentication).
+/// `session`, so psql's `\d` commands and clients' introspection work. Clients authenticate
+/// with SCRAM-SHA-256 against `gate` when it has users; any database name is accepted.
 pub async fn serve_pgwire(
     listener: TcpListener,
     session: Arc<SessionContext>,
+    gate: Arc<Gatekeeper>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     setup_pg_catalog(&session, "minitrue", Arc::new(AuthManager::default()))
@@ -225,9 +230,10 @@ pub async fn serve_pgwire(
     compat::register_functions(&session, &time_zone);
     let table_functions: Vec<String> = session.state().table_functions().keys().cloned().collect();
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        // First: every statement is checked before anything runs it; answers SET and SHOW.
+        Arc::new(access::AccessHook::new(gate.clone())),
         Arc::new(compat::DeallocateHook),
         Arc::new(CursorStatementHook),
-        Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
         // Last: takes every SELECT the hooks above leave.
         Arc::new(results::ResultsHook),
@@ -240,7 +246,7 @@ pub async fn serve_pgwire(
     let cancels = Arc::new(CancelRegistry::default());
     let factory = Arc::new(Handlers {
         service: Arc::new(Service { inner, parser }),
-        startup: Arc::new(Startup::new(&time_zone, cancels.clone())),
+        startup: Arc::new(Startup::new(&time_zone, cancels.clone(), gate)),
         errors: Arc::new(SqlStateErrors),
         cancels: Arc::new(CancelRequests(cancels)),
     });

@@ -1,7 +1,10 @@
 //! The embedded MQTT broker (rumqttd, MQTT 3.1.1): what a node runs when no external broker
 //! is configured, so one command on a fresh machine gives sensors somewhere to publish.
 //!
-//! The node's own subscriber connects to it over loopback like any other client, so the
+//! rumqttd listens on an internal loopback port and admits only the node's internal
+//! credentials (a random secret made at start, never printed). Sensors connect to the
+//! [`front`] door, which authenticates them against the node's users and passes them on.
+//! The node's own subscriber connects to the internal port like any other client, so the
 //! ingestion path is the same as with an external broker.
 //!
 //! Durability: the subscriber acknowledges a message to the broker only after its points are
@@ -11,25 +14,30 @@
 //! stored" across node crashes use an external broker with persistence (Mosquitto, see
 //! [`crate::mqtt`]), which outlives the node and redelivers.
 
+pub mod connect;
+pub mod front;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// How the embedded broker listens.
+pub use front::{serve_front_door, FrontCounters, InternalBroker};
+
+/// The user name of the node's internal credentials.
+const INTERNAL_USER: &str = "minitrue-node";
+
+/// How the embedded broker behaves.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBrokerConfig {
-    pub listen: SocketAddr,
     /// Largest publish payload accepted (bigger ones close the publisher's connection).
     pub max_payload_bytes: usize,
     /// Unacknowledged QoS 1 messages per connection; bounds the subscriber's batch.
     pub max_inflight: usize,
-    /// `user → password`; `None` accepts anonymous clients.
-    pub users: Option<HashMap<String, String>>,
 }
 
-impl EmbeddedBrokerConfig {
-    pub fn new(listen: SocketAddr) -> Self {
-        EmbeddedBrokerConfig { listen, max_payload_bytes: 1 << 20, max_inflight: 1000, users: None }
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig { max_payload_bytes: 1 << 20, max_inflight: 1000 }
     }
 }
 
@@ -51,51 +59,47 @@ pub enum BrokerError {
 /// A running embedded broker. Its threads run until the process exits.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
-    address: SocketAddr,
+    internal: InternalBroker,
 }
 
 impl EmbeddedBroker {
-    /// Where it listens (the port resolved when `listen` asked for port 0).
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    /// Where rumqttd listens (loopback) and the credentials it admits: for the node's own
+    /// subscriber and simulated sensors, and for the front door.
+    pub fn internal(&self) -> &InternalBroker {
+        &self.internal
     }
 
-    /// `mqtt://host:port` for clients on this machine (a wildcard listen address becomes
-    /// loopback).
+    /// `mqtt://127.0.0.1:<internal port>` (without credentials: see [`Self::internal`]).
     pub fn local_url(&self) -> String {
-        let host = if self.address.ip().is_unspecified() {
-            match self.address {
-                SocketAddr::V4(_) => "127.0.0.1".to_string(),
-                SocketAddr::V6(_) => "[::1]".to_string(),
-            }
-        } else {
-            match self.address {
-                SocketAddr::V4(a) => a.ip().to_string(),
-                SocketAddr::V6(a) => format!("[{}]", a.ip()),
-            }
-        };
-        format!("mqtt://{host}:{}", self.address.port())
+        format!("mqtt://{}", self.internal.address)
     }
 }
 
-/// Starts the broker and returns once it accepts connections. Blocking (it probes the port);
-/// call it from `spawn_blocking` or before the async runtime is busy.
+/// Starts rumqttd on a free loopback port with fresh internal credentials and returns once it
+/// accepts connections. Blocking (it probes the port); call it from `spawn_blocking` or
+/// before the async runtime is busy. Clients reach it through [`serve_front_door`].
 pub fn start_embedded_broker(config: EmbeddedBrokerConfig) -> Result<EmbeddedBroker, BrokerError> {
-    // rumqttd logs a failed bind and carries on, so find out first whether the port is free
-    // (and which port "0" means).
+    // rumqttd logs a failed bind and carries on, so find out first which port is free.
+    let loopback = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
     let address = {
-        let probe = TcpListener::bind(config.listen)
-            .map_err(|source| BrokerError::PortInUse { address: config.listen, source })?;
+        let probe = TcpListener::bind(loopback)
+            .map_err(|source| BrokerError::PortInUse { address: loopback, source })?;
         probe.local_addr().map_err(|e| BrokerError::Start(e.to_string()))?
     };
-    let connections = rumqttd::ConnectionSettings {
+    let password = minitrue_auth::random_secret().map_err(|e| BrokerError::Start(e.to_string()))?;
+    let expected = password.clone();
+    let mut connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: config.max_payload_bytes,
         max_inflight_count: config.max_inflight,
-        auth: config.users.clone(),
+        auth: None,
         external_auth: None,
         dynamic_filters: true,
     };
+    connections.set_auth_handler(move |_client_id: String, user: String, password: String| {
+        let admitted = user == INTERNAL_USER && minitrue_auth::same_secret(&password, &expected);
+        async move { admitted }
+    });
     let server = rumqttd::ServerSettings {
         name: "minitrue-mqtt".to_string(),
         listen: address,
@@ -125,17 +129,13 @@ pub fn start_embedded_broker(config: EmbeddedBrokerConfig) -> Result<EmbeddedBro
         })
         .map_err(|e| BrokerError::Start(e.to_string()))?;
 
-    let connect_to = if address.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
-    } else {
-        address
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&connect_to, Duration::from_millis(200)).is_err() {
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
         if Instant::now() > deadline {
             return Err(BrokerError::NotListening { address, seconds: 10 });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(EmbeddedBroker { address })
+    let internal = InternalBroker { address, username: INTERNAL_USER.to_string(), password };
+    Ok(EmbeddedBroker { internal })
 }

@@ -314,15 +314,21 @@ pub(super) async fn serve(engine: Arc<Engine>, fast_path: bool) -> anyhow::Resul
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
+    let gate = open_gate()?;
     tokio::spawn(async move {
         let shutdown = futures::future::pending::<()>();
         if let Err(error) =
-            minitrue_server::serve_pgwire(listener, Arc::new(session), shutdown).await
+            minitrue_server::serve_pgwire(listener, Arc::new(session), gate, shutdown).await
         {
             tracing::error!(%error, "bench postgres server stopped");
         }
     });
     Ok(port)
+}
+
+/// The benchmark servers are open (no users), as a node on loopback is.
+pub(super) fn open_gate() -> anyhow::Result<Arc<minitrue_auth::Gatekeeper>> {
+    Ok(minitrue_auth::Gatekeeper::new(minitrue_auth::Credentials::none()?))
 }
 
 async fn run_client(

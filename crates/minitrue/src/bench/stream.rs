@@ -70,7 +70,7 @@ async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u
     let port = listener.local_addr()?.port();
     let state = minitrue_server::FlightState {
         session,
-        access: minitrue_server::AccessPolicy::Open,
+        gate: super::query::open_gate()?,
         metrics: minitrue_common::MetricsRegistry::new(),
         replicas: None,
     };

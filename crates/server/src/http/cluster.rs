@@ -8,12 +8,14 @@
 //! this node's only, null for the others.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use datafusion::arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+use minitrue_auth::{Door, Principal};
 use serde_json::{json, Value};
 
 use super::{ApiError, HttpState};
@@ -143,8 +145,12 @@ fn decommission_door(state: &HttpState) -> Result<&Arc<dyn Decommissioning>, Api
 /// node cannot leave now (why is in the message), or is already leaving.
 pub(crate) async fn decommission(
     State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    connect: Option<ConnectInfo<SocketAddr>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let door = decommission_door(&state)?;
+    let peer = connect.map(|c| c.0);
+    state.gate.audit(Door::Http, peer, &principal, "decommission this node");
     match door.start().await {
         Ok(progress) => Ok((StatusCode::ACCEPTED, Json(progress))),
         Err(message) => Err(ApiError { status: StatusCode::CONFLICT, code: "conflict", message }),

@@ -7,15 +7,16 @@
 //! session). A result streams out as the query produces it; dropping the connection drops the
 //! stream, which cancels the query.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -27,10 +28,13 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
 use futures::{Stream, StreamExt};
+use minitrue_auth::{Door, Principal};
 use minitrue_common::Metric;
 use minitrue_query::QueryError;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::stateless::Caller;
 
 use super::{body_bytes, ApiError, HttpState};
 
@@ -140,15 +144,28 @@ struct SqlRequest {
 /// object `{"sql", "format"}`.
 pub(crate) async fn sql(
     State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    connect: Option<ConnectInfo<SocketAddr>>,
     Query(params): Query<SqlParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.sql_counters.count(answer_sql(&state, params, &headers, body).await)
+    let caller = caller(&state, &principal, connect);
+    state.sql_counters.count(answer_sql(&state, &caller, params, &headers, body).await)
+}
+
+/// Who asks, for the SQL checks and the audit log.
+fn caller<'a>(
+    state: &'a HttpState,
+    principal: &'a Principal,
+    connect: Option<ConnectInfo<SocketAddr>>,
+) -> Caller<'a> {
+    Caller { gate: &state.gate, door: Door::Http, peer: connect.map(|c| c.0), principal }
 }
 
 async fn answer_sql(
     state: &HttpState,
+    caller: &Caller<'_>,
     params: SqlParams,
     headers: &HeaderMap,
     body: Bytes,
@@ -170,7 +187,7 @@ async fn answer_sql(
     if sql.trim().is_empty() {
         return Err(ApiError::invalid("no SQL statement in the request"));
     }
-    let stream = execute(ctx, &sql, Vec::new()).await?;
+    let stream = execute(ctx, &sql, Vec::new(), caller).await?;
     respond(stream, format, started).await
 }
 
@@ -194,14 +211,18 @@ const OPERATIONS: [(&str, &str); 5] =
 
 pub(crate) async fn series_query(
     State(state): State<Arc<HttpState>>,
+    Extension(principal): Extension<Principal>,
+    connect: Option<ConnectInfo<SocketAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.sql_counters.count(answer_series_query(&state, &headers, body).await)
+    let caller = caller(&state, &principal, connect);
+    state.sql_counters.count(answer_series_query(&state, &caller, &headers, body).await)
 }
 
 async fn answer_series_query(
     state: &HttpState,
+    caller: &Caller<'_>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -242,7 +263,7 @@ async fn answer_series_query(
             sql.push_str(&format!(" AND time {operator} ${}", params.len()));
         }
     }
-    let stream = execute(ctx, &sql, params).await?;
+    let stream = execute(ctx, &sql, params, caller).await?;
     let batches = datafusion::physical_plan::common::collect(stream).await.map_err(query_error)?;
     let (result, count) = single_aggregate_row(&batches)?;
     let result = if count == 0 { None } else { result };
@@ -310,8 +331,9 @@ async fn execute(
     ctx: SessionContext,
     sql: &str,
     params: Vec<ScalarValue>,
+    caller: &Caller<'_>,
 ) -> Result<SendableRecordBatchStream, ApiError> {
-    let frame = crate::stateless::plan(&ctx, sql, params).await.map_err(query_error)?;
+    let frame = crate::stateless::plan(&ctx, sql, params, caller).await.map_err(query_error)?;
     frame.execute_stream().await.map_err(query_error)
 }
 

@@ -155,7 +155,9 @@ fn query_sqlstate(error: &QueryError) -> &'static str {
         QueryError::InvalidArgument { .. } => "22023",
         QueryError::InvalidRow { .. } => "23502",
         QueryError::DataFusion(inner) => sqlstate(inner),
-        QueryError::Storage(_) | QueryError::Cluster(_) => kind_sqlstate(error.kind()),
+        QueryError::Storage(_) | QueryError::Cluster(_) | QueryError::NotAllowed { .. } => {
+            kind_sqlstate(error.kind())
+        }
     }
 }
 
@@ -164,6 +166,7 @@ fn kind_sqlstate(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidInput => "22023",
         ErrorKind::NotFound => "42704",
+        ErrorKind::PermissionDenied => "42501",
         ErrorKind::Corrupt => "XX001",
         ErrorKind::Unavailable => "53000",
         ErrorKind::ShuttingDown => "57P01",
