@@ -1,8 +1,15 @@
 //! Credentials as HTTP and gRPC requests carry them: the `Authorization` header (`Bearer`,
 //! InfluxDB's `Token`, `Basic`) and cookies. One parser for every door that reads headers.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+
+/// Base64 with or without padding: Go's Flight client (ADBC, Grafana's drivers) sends Basic
+/// credentials unpadded.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 use crate::error::AuthError;
 
@@ -85,6 +92,12 @@ mod tests {
         assert_eq!(
             parse_authorization(basic.as_bytes()).unwrap(),
             Credential::Password { user: "ada".into(), password: "s3cr:t".into() }
+        );
+        // Go's Flight client sends it unpadded.
+        let unpadded = format!("Basic {}", BASE64.encode("ad:pw").trim_end_matches('='));
+        assert_eq!(
+            parse_authorization(unpadded.as_bytes()).unwrap(),
+            Credential::Password { user: "ad".into(), password: "pw".into() }
         );
         for bad in [&b"Bearer"[..], b"Basic !!", b"Basic YWRh", b"Digest x", b"", b"\xff"] {
             assert!(parse_authorization(bad).is_err(), "{bad:?}");

@@ -55,6 +55,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "warn,rumqttd=error,audit=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs in files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
