@@ -1,6 +1,9 @@
 // The UI's shell: a page per hash route (#/live, #/query, #/sql, #/devices, #/cluster), and
-// the time zone the user reads times in, shared by the pages.
-import { useEffect, useState } from "react";
+// the time zone the user reads times in, shared by the pages. On a node with users it asks
+// for a login first (and again whenever the node answers 401).
+import { useCallback, useEffect, useState } from "react";
+import { logout, UNAUTHORIZED_EVENT, whoami, Whoami } from "./api";
+import { LoginPage } from "./Login";
 import { ClusterPage } from "./pages/Cluster";
 import { DevicesPage } from "./pages/Devices";
 import { LivePage } from "./pages/Live";
@@ -35,6 +38,33 @@ export function App() {
 
   useEffect(() => localStorage.setItem("minitrue-zone", zone), [zone]);
 
+  // undefined: not known yet; null: the node wants a login.
+  const [session, setSession] = useState<Whoami | null | undefined>(undefined);
+  const refreshSession = useCallback(() => {
+    whoami()
+      .then(setSession)
+      .catch(() => setSession(undefined));
+  }, []);
+  useEffect(refreshSession, [refreshSession]);
+  useEffect(() => {
+    const onUnauthorized = () => setSession(null);
+    window.addEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
+    return () => window.removeEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
+  }, []);
+
+  if (session === null) {
+    return (
+      <>
+        <header>
+          <h1>MiniTrue</h1>
+        </header>
+        <main>
+          <LoginPage onLoggedIn={refreshSession} />
+        </main>
+      </>
+    );
+  }
+
   return (
     <>
       <header>
@@ -53,6 +83,14 @@ export function App() {
             <option value="utc">UTC</option>
           </select>
         </label>
+        {session?.auth_required && (
+          <span className="session">
+            {session.user} ({session.role}){" "}
+            <button type="button" onClick={() => logout().then(() => setSession(null))}>
+              Log out
+            </button>
+          </span>
+        )}
       </header>
       <main>
         {page === "live" && <LivePage />}

@@ -29,6 +29,13 @@ export interface SqlResult {
   duration_ns: number;
 }
 
+/** Fired on `window` when the node answers 401: the shell then asks the user to log in. */
+export const UNAUTHORIZED_EVENT = "minitrue-unauthorized";
+
+function noticeUnauthorized(response: Response) {
+  if (response.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+}
+
 async function post(path: string, body: string, contentType: string): Promise<Response> {
   let response: Response;
   try {
@@ -36,6 +43,7 @@ async function post(path: string, body: string, contentType: string): Promise<Re
   } catch (error) {
     throw new ApiError("unreachable", `the node cannot be reached (${String(error)})`);
   }
+  noticeUnauthorized(response);
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -119,8 +127,45 @@ export async function clusterStatus(): Promise<ClusterStatus> {
   } catch (error) {
     throw new ApiError("unreachable", `the node cannot be reached (${String(error)})`);
   }
+  noticeUnauthorized(response);
   if (!response.ok) throw new ApiError("refused", `${response.status} ${response.statusText}`, response.status);
   return (await response.json()) as ClusterStatus;
+}
+
+export interface Whoami {
+  user: string;
+  role: "reader" | "writer" | "admin";
+  /** False on a node without users (open on loopback). */
+  auth_required: boolean;
+}
+
+/** Who the browser's session is (`GET /api/v1/whoami`); null when not logged in. */
+export async function whoami(): Promise<Whoami | null> {
+  let response: Response;
+  try {
+    response = await fetch("/api/v1/whoami");
+  } catch (error) {
+    throw new ApiError("unreachable", `the node cannot be reached (${String(error)})`);
+  }
+  if (response.status === 401) return null;
+  if (!response.ok) throw new ApiError("refused", `${response.status} ${response.statusText}`, response.status);
+  return (await response.json()) as Whoami;
+}
+
+/** Logs in with a user's password; the node keeps the session in an HttpOnly cookie. */
+export async function login(user: string, password: string): Promise<void> {
+  const response = await fetch("/api/v1/login", {
+    method: "POST",
+    body: JSON.stringify({ user, password }),
+    headers: { "Content-Type": "application/json" },
+  });
+  if (response.status === 401) throw new ApiError("refused", "wrong user name or password", 401);
+  if (!response.ok) throw new ApiError("refused", `${response.status} ${response.statusText}`, response.status);
+}
+
+/** Ends the session. */
+export async function logout(): Promise<void> {
+  await fetch("/api/v1/logout", { method: "POST" });
 }
 
 /** A SQL string literal. */
