@@ -167,7 +167,7 @@ def test_sql_errors_are_clear_and_the_node_stays_up(n):
     status, body = sql(n, "SET datafusion.execution.batch_size = 10")
     assert status == 403 and b"shared by every client" in body
     status, body = sql(n, "SET TIME ZONE 'UTC'")
-    assert status == 400 and b"not supported" in body
+    assert status == 400 and b"not implemented" in body
     status, body = sql(n, "   ")
     assert status == 400 and b"no SQL statement" in body
     status, body = sql(n, "SELECT 1", fmt="xml")
