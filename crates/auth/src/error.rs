@@ -24,6 +24,10 @@ pub enum AuthError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 
+    /// A certificate or key file could not be used.
+    #[error("tls: {0}")]
+    Tls(String),
+
     /// The credentials file is not what this version writes.
     #[error("{path} is not a valid credentials file: {reason}")]
     CorruptFile { path: String, reason: String },
@@ -37,6 +41,7 @@ impl AuthError {
             AuthError::Malformed(_) | AuthError::Invalid(_) => ErrorKind::InvalidInput,
             AuthError::NotFound(_) => ErrorKind::NotFound,
             AuthError::Io { .. } => ErrorKind::Io,
+            AuthError::Tls(_) => ErrorKind::InvalidInput,
             AuthError::CorruptFile { .. } => ErrorKind::Corrupt,
         }
     }

@@ -18,6 +18,7 @@ mod role;
 pub mod scram;
 pub mod sessions;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 pub use error::AuthError;
@@ -28,4 +29,5 @@ pub use scram::{ScramExchange, ScramVerifier};
 pub use store::{
     Credentials, CredentialsEditor, Principal, TokenRecord, UserRecord, CREDENTIALS_FILE,
 };
+pub use tls::TlsIdentity;
 pub use token::{random_secret, same_secret};

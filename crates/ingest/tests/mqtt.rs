@@ -314,6 +314,7 @@ async fn start_embedded() -> Embedded {
         internal,
         gate,
         Arc::new(FrontCounters::default()),
+        None,
         std::future::pending(),
     ));
     Embedded { front_port, internal_url: broker.local_url(), login, credentials_dir }

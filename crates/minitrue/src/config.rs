@@ -129,6 +129,20 @@ pub struct ServeArgs {
     /// may read, write and delete; warned at every start). Users, once created, still apply.
     #[arg(long = "insecure-no-auth", num_args = 0..=1, default_missing_value = "true")]
     pub insecure_no_auth: Option<bool>,
+    /// PEM certificate chain for TLS on the Postgres, HTTP and MQTTS doors (with --tls-key;
+    /// both are read again on SIGHUP).
+    #[arg(long = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse plaintext: Postgres sessions without TLS fail at startup, and the embedded
+    /// broker listens only on its MQTTS port.
+    #[arg(long = "tls-required", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_required: Option<bool>,
+    /// MQTT over TLS for the embedded broker (with --tls-cert; default 8883).
+    #[arg(long = "mqtts-port")]
+    pub mqtts_port: Option<u16>,
     /// Serve `GET /metrics` without credentials (for a Prometheus that cannot send a token).
     #[arg(long = "metrics-public", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_public: Option<bool>,
@@ -174,6 +188,10 @@ pub struct NodeConfig {
     pub mode: Mode,
     pub insecure_no_auth: bool,
     pub metrics_public: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_required: bool,
+    pub mqtts_port: u16,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -253,6 +271,10 @@ impl ServeArgs {
             mode: layer!(mode).unwrap_or(Mode::All),
             insecure_no_auth: layer!(insecure_no_auth).unwrap_or(false),
             metrics_public: layer!(metrics_public).unwrap_or(false),
+            tls_cert: layer!(tls_cert),
+            tls_key: layer!(tls_key),
+            tls_required: layer!(tls_required).unwrap_or(false),
+            mqtts_port: layer!(mqtts_port).unwrap_or(8883),
             ready_file: layer!(ready_file),
         })
     }
@@ -314,6 +336,10 @@ impl ServeArgs {
             mode,
             insecure_no_auth: parsed(env, "MINITRUE_INSECURE_NO_AUTH")?,
             metrics_public: parsed(env, "MINITRUE_METRICS_PUBLIC")?,
+            tls_cert: env("MINITRUE_TLS_CERT").map(PathBuf::from),
+            tls_key: env("MINITRUE_TLS_KEY").map(PathBuf::from),
+            tls_required: parsed(env, "MINITRUE_TLS_REQUIRED")?,
+            mqtts_port: parsed(env, "MINITRUE_MQTTS_PORT")?,
             ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),
             print_config: false,
         })

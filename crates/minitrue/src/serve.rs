@@ -286,6 +286,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .context("reading the users of this node")?;
     let gate = minitrue_auth::Gatekeeper::new(credentials);
     check_exposure(&config, &gate)?;
+    let tls = door_tls(&config)?;
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.object_store_url = config.store_url.clone();
     let (engine, report) =
@@ -408,13 +409,18 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let (mqtt_url, mqtt_login) = match &config.broker {
             Some(broker) => (broker.clone(), config.broker_login.clone()),
             None => {
-                let broker = start_mqtt_door(&config, &gate, &metrics, stopping.clone()).await?;
-                ready.insert("mqtt".into(), broker.public.to_string().into());
-                println!(
-                    "mqtt: embedded broker on {} (publish to iot/sensors/<metric>)",
-                    broker.public
-                );
-                tasks.push(broker.task);
+                let broker =
+                    start_mqtt_door(&config, &gate, tls.as_ref(), &metrics, stopping.clone())
+                        .await?;
+                for (door, address) in [("mqtt", broker.public), ("mqtts", broker.public_tls)] {
+                    if let Some(address) = address {
+                        ready.insert(door.into(), address.to_string().into());
+                        println!(
+                            "{door}: embedded broker on {address} (publish to iot/sensors/<metric>)"
+                        );
+                    }
+                }
+                tasks.extend(broker.tasks);
                 (broker.internal_url, Some(broker.login))
             }
         };
@@ -544,7 +550,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     tasks.push(spawn_door(
         "http",
-        minitrue_server::serve_http(http, http_state, wait_for_shutdown(stopping.clone())),
+        minitrue_server::serve_http(
+            http,
+            http_state,
+            tls.clone(),
+            wait_for_shutdown(stopping.clone()),
+        ),
     ));
     println!(
         "http: http://{http_address} (web UI; POST /api/v1/write, /api/v2/write, /api/v1/sql, /query; GET /metrics)"
@@ -577,6 +588,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 listener,
                 session,
                 gate.clone(),
+                tls.clone(),
                 wait_for_shutdown(stopping.clone()),
             ),
         ));
@@ -612,22 +624,22 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
 /// The embedded broker as a node runs it: rumqttd on an internal port, the front door on the
 /// MQTT port.
 struct MqttDoor {
-    /// Where sensors connect.
-    public: SocketAddr,
+    /// Where sensors connect: plain MQTT (unless --tls-required) and MQTTS (with TLS).
+    public: Option<SocketAddr>,
+    public_tls: Option<SocketAddr>,
     /// Where the node's own subscriber and simulated sensors connect, and as whom.
     internal_url: String,
     login: MqttLogin,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 async fn start_mqtt_door(
     config: &NodeConfig,
     gate: &Arc<minitrue_auth::Gatekeeper>,
+    tls: Option<&minitrue_server::DoorTls>,
     metrics: &MetricsRegistry,
     stopping: watch::Receiver<bool>,
 ) -> anyhow::Result<MqttDoor> {
-    let listener = bind(config, config.mqtt_port, "mqtt").await?;
-    let public = listener.local_addr()?;
     let broker =
         tokio::task::spawn_blocking(|| start_embedded_broker(EmbeddedBrokerConfig::default()))
             .await??;
@@ -636,14 +648,75 @@ async fn start_mqtt_door(
         MqttLogin { username: internal.username.clone(), password: internal.password.clone() };
     let counters = Arc::new(FrontCounters::default());
     metrics.register(Arc::new(counters.clone().metrics()));
-    let task = tokio::spawn(serve_front_door(
-        listener,
-        internal,
-        gate.clone(),
-        counters,
-        wait_for_shutdown(stopping),
-    ));
-    Ok(MqttDoor { public, internal_url: broker.local_url(), login, task })
+    let mut door = MqttDoor {
+        public: None,
+        public_tls: None,
+        internal_url: broker.local_url(),
+        login,
+        tasks: Vec::new(),
+    };
+    let plain = !tls.is_some_and(|tls| tls.required);
+    let mut listeners = Vec::new();
+    if plain {
+        listeners.push((bind(config, config.mqtt_port, "mqtt").await?, None));
+    }
+    if let Some(tls) = tls {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.identity.server_config(&[])?);
+        listeners.push((bind(config, config.mqtts_port, "mqtts").await?, Some(acceptor)));
+    }
+    for (listener, acceptor) in listeners {
+        let address = listener.local_addr()?;
+        match acceptor.is_some() {
+            true => door.public_tls = Some(address),
+            false => door.public = Some(address),
+        }
+        door.tasks.push(tokio::spawn(serve_front_door(
+            listener,
+            internal.clone(),
+            gate.clone(),
+            counters.clone(),
+            acceptor,
+            wait_for_shutdown(stopping.clone()),
+        )));
+    }
+    Ok(door)
+}
+
+/// The node's TLS identity, when --tls-cert and --tls-key are given, reloaded on SIGHUP.
+fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorTls>> {
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if config.tls_required => {
+            anyhow::bail!("--tls-required needs --tls-cert and --tls-key")
+        }
+        (None, None) => return Ok(None),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let identity = minitrue_auth::TlsIdentity::load(cert, key)?;
+    println!(
+        "tls: postgres, http and mqtts doors use {}{}",
+        cert.display(),
+        match config.tls_required {
+            true => " (plaintext refused)",
+            false => "",
+        }
+    );
+    #[cfg(unix)]
+    {
+        let identity = identity.clone();
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match identity.reload() {
+                    Ok(()) => tracing::warn!("tls certificate reloaded"),
+                    Err(error) => {
+                        tracing::error!(%error, "tls certificate not reloaded; the old one stays")
+                    }
+                }
+            }
+        });
+    }
+    Ok(Some(minitrue_server::DoorTls { identity, required: config.tls_required }))
 }
 
 /// Refuses to start a node that would be open beyond this machine: with no users, anyone who

@@ -36,17 +36,20 @@ pub use live::LiveSource;
 
 use std::future::Future;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use datafusion::prelude::SessionContext;
 use minitrue_auth::Gatekeeper;
+
+use crate::DoorTls;
 use minitrue_common::{ErrorKind, MetricsRegistry};
 use minitrue_ingest::mqtt::{IngestCounters, PointSink, WriteBatch};
 use minitrue_ingest::{Interner, Item, ParsedMessage, Parser, Precision};
@@ -169,13 +172,64 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then finishes requests in flight.
+/// With `tls`, the door speaks HTTPS only (and its session cookies are `Secure`).
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
-    state: HttpState,
+    mut state: HttpState,
+    tls: Option<DoorTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    let Some(tls) = tls else {
+        let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        return axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    };
+    state.secure_cookies = true;
+    let config = tls.identity.server_config(&[b"http/1.1"]).map_err(std::io::Error::other)?;
+    serve_https(listener, router(state), tokio_rustls::TlsAcceptor::from(config), shutdown).await
+}
+
+/// The HTTPS accept loop: a TLS handshake, then HTTP/1.1 (with upgrades, for `/ws/live`) on
+/// the router, which sees the peer address as `ConnectInfo` like over plain HTTP.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting an https connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(socket).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "tls handshake failed");
+                    return;
+                }
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                )
+                .with_upgrades();
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "https connection ended with an error");
+            }
+        });
+    }
 }
 
 /// An error answer: InfluxDB 2's `{"code","message"}` body with the matching status.

@@ -17,3 +17,15 @@ pub use http::{
     router as http_router, serve_http, Decommissioning, HttpState, LiveSource, NodeIdentity,
 };
 pub use pgwire::serve_pgwire;
+
+use std::sync::Arc;
+
+use minitrue_auth::TlsIdentity;
+
+/// TLS for a door: the node's certificate, and whether plaintext clients are refused
+/// (`--tls-required`).
+#[derive(Debug, Clone)]
+pub struct DoorTls {
+    pub identity: Arc<TlsIdentity>,
+    pub required: bool,
+}

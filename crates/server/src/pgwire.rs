@@ -13,7 +13,10 @@
 //! - [`results`]: `SELECT` rows encoded with timestamps written by hand (as Postgres prints
 //!   them, in the `SET TIME ZONE` zone), several times faster than per-value strftime.
 //!
-//! What pgwire already does right is left to it: `N` to SSLRequest and GSSENCRequest,
+//! With TLS configured, SSLRequest is answered `S` and the session runs over TLS (with
+//! `--tls-required`, a plaintext session is refused at startup); without, `N`.
+//!
+//! What pgwire already does right is left to it: `N` to GSSENCRequest,
 //! EmptyQueryResponse for empty and comment-only queries, `SELECT n` command tags, Flush.
 
 mod access;
@@ -53,6 +56,8 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
 use minitrue_auth::Gatekeeper;
+
+use crate::DoorTls;
 use tokio::net::TcpListener;
 
 use cancel::{CancelRegistry, CancelRequests, Registration};
@@ -215,8 +220,16 @@ pub async fn serve_pgwire(
     listener: TcpListener,
     session: Arc<SessionContext>,
     gate: Arc<Gatekeeper>,
+    tls: Option<DoorTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let acceptor = match &tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+            tls.identity.server_config(&[]).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let tls_required = tls.as_ref().is_some_and(|tls| tls.required);
     setup_pg_catalog(&session, "minitrue", Arc::new(AuthManager::default()))
         .map_err(std::io::Error::other)?;
     let time_zone = session
@@ -246,7 +259,7 @@ pub async fn serve_pgwire(
     let cancels = Arc::new(CancelRegistry::default());
     let factory = Arc::new(Handlers {
         service: Arc::new(Service { inner, parser }),
-        startup: Arc::new(Startup::new(&time_zone, cancels.clone(), gate)),
+        startup: Arc::new(Startup::new(&time_zone, cancels.clone(), gate, tls_required)),
         errors: Arc::new(SqlStateErrors),
         cancels: Arc::new(CancelRequests(cancels)),
     });
@@ -255,9 +268,9 @@ pub async fn serve_pgwire(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let factory = factory.clone();
+                    let (factory, acceptor) = (factory.clone(), acceptor.clone());
                     tokio::spawn(async move {
-                        if let Err(error) = datafusion_postgres::pgwire::tokio::process_socket(socket, None, factory).await {
+                        if let Err(error) = datafusion_postgres::pgwire::tokio::process_socket(socket, acceptor, factory).await {
                             tracing::debug!(%peer, %error, "postgres connection ended with an error");
                         }
                     });

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use minitrue_auth::{Door, Gatekeeper};
 use minitrue_common::Metric;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connect::{connack, ConnackCode, Connect, ConnectError};
@@ -77,12 +77,14 @@ impl FrontCounters {
     }
 }
 
-/// Serves the front door on `listener` until `shutdown` resolves.
+/// Serves the front door on `listener` until `shutdown` resolves; with `tls`, every client
+/// first completes a TLS handshake (MQTTS).
 pub async fn serve_front_door(
     listener: TcpListener,
     broker: InternalBroker,
     gate: Arc<Gatekeeper>,
     counters: Arc<FrontCounters>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let broker = Arc::new(broker);
@@ -100,22 +102,30 @@ pub async fn serve_front_door(
             _ = &mut shutdown => return,
         };
         let (broker, gate, counters) = (broker.clone(), gate.clone(), counters.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = admit(client, peer, &broker, &gate, &counters).await {
+            let _ = client.set_nodelay(true);
+            let ended = match tls {
+                None => admit(client, peer, &broker, &gate, &counters).await,
+                Some(acceptor) => match acceptor.accept(client).await {
+                    Ok(stream) => admit(stream, peer, &broker, &gate, &counters).await,
+                    Err(error) => Err(error),
+                },
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%peer, %error, "mqtt connection ended");
             }
         });
     }
 }
 
-async fn admit(
-    mut client: TcpStream,
+async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
     peer: SocketAddr,
     broker: &InternalBroker,
     gate: &Gatekeeper,
     counters: &FrontCounters,
 ) -> std::io::Result<()> {
-    let _ = client.set_nodelay(true);
     let mut buffer = BytesMut::with_capacity(512);
     let read = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut buffer)).await;
     let (connect, used) = match read {
@@ -163,7 +173,7 @@ fn authorized(gate: &Gatekeeper, peer: SocketAddr, connect: &Connect) -> bool {
     }
 }
 
-async fn refuse(mut client: TcpStream, code: ConnackCode) -> std::io::Result<()> {
+async fn refuse<S: AsyncWrite + Unpin>(mut client: S, code: ConnackCode) -> std::io::Result<()> {
     client.write_all(&connack(code)).await?;
     client.shutdown().await
 }
@@ -173,8 +183,8 @@ enum ReadError {
     Connect(ConnectError),
 }
 
-async fn read_connect(
-    client: &mut TcpStream,
+async fn read_connect<S: AsyncRead + Unpin>(
+    client: &mut S,
     buffer: &mut BytesMut,
 ) -> Result<(Connect, usize), ReadError> {
     loop {

@@ -318,7 +318,7 @@ pub(super) async fn serve(engine: Arc<Engine>, fast_path: bool) -> anyhow::Resul
     tokio::spawn(async move {
         let shutdown = futures::future::pending::<()>();
         if let Err(error) =
-            minitrue_server::serve_pgwire(listener, Arc::new(session), gate, shutdown).await
+            minitrue_server::serve_pgwire(listener, Arc::new(session), gate, None, shutdown).await
         {
             tracing::error!(%error, "bench postgres server stopped");
         }

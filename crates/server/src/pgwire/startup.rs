@@ -45,6 +45,8 @@ pub(crate) struct Startup {
     pids: RandomPidSecretKeyGenerator,
     cancels: Arc<CancelRegistry>,
     gate: Arc<Gatekeeper>,
+    /// Plaintext sessions are refused (`--tls-required`).
+    tls_required: bool,
 }
 
 impl Startup {
@@ -53,12 +55,14 @@ impl Startup {
         time_zone: &str,
         cancels: Arc<CancelRegistry>,
         gate: Arc<Gatekeeper>,
+        tls_required: bool,
     ) -> Self {
         Startup {
             parameters: ServerParameters { time_zone: time_zone.to_string() },
             pids: RandomPidSecretKeyGenerator::default(),
             cancels,
             gate,
+            tls_required,
         }
     }
 
@@ -194,6 +198,13 @@ impl StartupHandler for Startup {
             }
             _ => return Ok(()),
         };
+        if self.tls_required && !client.is_secure() {
+            return Err(fatal(
+                "28000",
+                "this server accepts only TLS connections: connect with sslmode=require"
+                    .to_string(),
+            ));
+        }
         protocol_negotiation(client, &startup).await?;
         save_startup_parameters_to_metadata(client, &startup);
         // Text timestamps follow the announced DateStyle ("ISO, MDY": ISO 8601 with a space

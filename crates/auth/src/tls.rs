@@ -1,0 +1,94 @@
+//! The node's TLS identity: one certificate chain and key (PEM files), shared by every
+//! listener that speaks TLS, and loaded again on request (`minitrue serve` does on SIGHUP)
+//! without dropping a connection: handshakes after the reload present the new certificate.
+//!
+//! Configurations use ring as the crypto provider (the one pgwire and the rest of the tree
+//! build with) and rustls' safe defaults: TLS 1.2 and 1.3 only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::error::AuthError;
+
+/// A certificate and key from PEM files, reloadable.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl TlsIdentity {
+    /// Loads `cert_path` (the chain, leaf first) and `key_path` (PKCS#8, PKCS#1 or SEC1).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, AuthError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = read_identity(cert_path, key_path, &provider)?;
+        Ok(Arc::new(TlsIdentity {
+            cert_path: cert_path.to_path_buf(),
+            key_path: key_path.to_path_buf(),
+            provider,
+            current: RwLock::new(Arc::new(key)),
+        }))
+    }
+
+    /// Reads the files again; on failure the previous certificate stays in use.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let key = read_identity(&self.cert_path, &self.key_path, &self.provider)?;
+        *self.current.write() = Arc::new(key);
+        Ok(())
+    }
+
+    /// The leaf certificate's DER bytes (what SCRAM channel binding hashes).
+    pub fn leaf_certificate(&self) -> Vec<u8> {
+        self.current.read().cert.first().map(|cert| cert.to_vec()).unwrap_or_default()
+    }
+
+    /// A server configuration presenting this identity (whatever it is at each handshake),
+    /// offering `alpn` protocols (`h2` for gRPC, `http/1.1`, …; none for Postgres and MQTT).
+    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, AuthError> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| AuthError::Tls(error.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<TlsIdentity>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current.read().clone())
+    }
+}
+
+fn read_identity(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, AuthError> {
+    let bad = |path: &Path, what: String| AuthError::Tls(format!("{}: {what}", path.display()));
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|error| bad(cert_path, error.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| bad(cert_path, error.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert_path, "no certificate in the file".to_string()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|error| bad(key_path, format!("no private key: {error}")))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|error| bad(key_path, format!("does not fit the certificate: {error}")))
+}
