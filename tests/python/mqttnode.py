@@ -81,7 +81,7 @@ class Node:
         wait_until("the node to be ready", lambda: ready.exists() or self.proc.poll() is not None, 120)
         assert self.proc.poll() is None, self.log()
         info = json.loads(ready.read_text())
-        self.ports = {k: int(v.rsplit(":", 1)[1]) for k, v in info.items() if k in ("postgres", "http", "mqtt", "flight", "gossip")}
+        self.ports = {k: int(v.rsplit(":", 1)[1]) for k, v in info.items() if k in ("postgres", "http", "mqtt", "mqtts", "flight", "gossip")}
         return self
 
     def log(self):
