@@ -392,3 +392,23 @@ def test_a_node_beyond_loopback_without_users_refuses_to_start(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=60)[0]
     assert "auth: clients authenticate" in output, output
+
+
+def test_each_door_listens_where_it_is_told(tmp_path):
+    data = tmp_path / "data"
+    base = [MINITRUE_BIN, "serve", "--data-dir", str(data), "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0",
+            "--flight-port", "0", "--gossip-port", "0"]
+    # MQTT facing the sensors' network, without users: refused, naming the door.
+    out = subprocess.run([*base, "--mqtt-listen", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--mqtt-listen 0.0.0.0" in out.stderr, out.stderr
+    add_user(data, *WRITER, "writer")
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen([*base, "--mqtt-listen", "0.0.0.0", "--ready-file", str(ready)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("the node", lambda: ready.exists() or proc.poll() is not None)
+        addresses = json.loads(ready.read_text())
+        assert addresses["mqtt"].startswith("0.0.0.0:"), addresses
+        assert addresses["postgres"].startswith("127.0.0.1:") and addresses["http"].startswith("127.0.0.1:"), addresses
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -57,6 +57,19 @@ pub struct ServeArgs {
     /// Address every listener binds (default 127.0.0.1: nothing is exposed unless asked).
     #[arg(long)]
     pub listen: Option<IpAddr>,
+    /// Address of the Postgres door (default: --listen), e.g. to keep SQL on loopback while
+    /// MQTT faces the sensors' network.
+    #[arg(long = "pg-listen")]
+    pub pg_listen: Option<IpAddr>,
+    /// Address of the HTTP door (default: --listen).
+    #[arg(long = "http-listen")]
+    pub http_listen: Option<IpAddr>,
+    /// Address of the Arrow Flight door (default: --listen).
+    #[arg(long = "flight-listen")]
+    pub flight_listen: Option<IpAddr>,
+    /// Address of the embedded broker's MQTT and MQTTS ports (default: --listen).
+    #[arg(long = "mqtt-listen")]
+    pub mqtt_listen: Option<IpAddr>,
     /// HTTP API, WebSocket, web UI, /metrics, /health.
     #[arg(long = "http-port", alias = "port")]
     pub http_port: Option<u16>,
@@ -129,6 +142,10 @@ pub struct ServeArgs {
     /// may read, write and delete; warned at every start). Users, once created, still apply.
     #[arg(long = "insecure-no-auth", num_args = 0..=1, default_missing_value = "true")]
     pub insecure_no_auth: Option<bool>,
+    /// Users to create when the node has none yet (first start of a container): a file of
+    /// `name role password` lines, e.g. a mounted secret. Ignored once any user exists.
+    #[arg(long = "bootstrap-users")]
+    pub bootstrap_users: Option<PathBuf>,
     /// PEM certificate chain for TLS on the Postgres, HTTP and MQTTS doors (with --tls-key;
     /// both are read again on SIGHUP).
     #[arg(long = "tls-cert")]
@@ -162,6 +179,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub store_url: Option<String>,
     pub listen: IpAddr,
+    pub pg_listen: IpAddr,
+    pub http_listen: IpAddr,
+    pub flight_listen: IpAddr,
+    pub mqtt_listen: IpAddr,
     pub http_port: u16,
     pub pg_port: u16,
     pub flight_port: u16,
@@ -188,6 +209,7 @@ pub struct NodeConfig {
     pub mode: Mode,
     pub insecure_no_auth: bool,
     pub metrics_public: bool,
+    pub bootstrap_users: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_required: bool,
@@ -235,11 +257,16 @@ impl ServeArgs {
             ),
             (None, _, login) => login,
         };
+        let listen = layer!(listen).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         Ok(NodeConfig {
             node_id: layer!(node_id).unwrap_or_else(|| "node1".to_string()),
             data_dir: layer!(data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             store_url: layer!(store_url),
-            listen: layer!(listen).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            listen,
+            pg_listen: layer!(pg_listen).unwrap_or(listen),
+            http_listen: layer!(http_listen).unwrap_or(listen),
+            flight_listen: layer!(flight_listen).unwrap_or(listen),
+            mqtt_listen: layer!(mqtt_listen).unwrap_or(listen),
             http_port: layer!(http_port).unwrap_or(8080),
             pg_port: layer!(pg_port).unwrap_or(5432),
             flight_port: layer!(flight_port).unwrap_or(50051),
@@ -271,6 +298,7 @@ impl ServeArgs {
             mode: layer!(mode).unwrap_or(Mode::All),
             insecure_no_auth: layer!(insecure_no_auth).unwrap_or(false),
             metrics_public: layer!(metrics_public).unwrap_or(false),
+            bootstrap_users: layer!(bootstrap_users),
             tls_cert: layer!(tls_cert),
             tls_key: layer!(tls_key),
             tls_required: layer!(tls_required).unwrap_or(false),
@@ -307,6 +335,10 @@ impl ServeArgs {
             data_dir: env("MINITRUE_DATA_DIR").map(PathBuf::from),
             store_url: env("MINITRUE_STORE_URL"),
             listen: parsed(env, "MINITRUE_LISTEN")?,
+            pg_listen: parsed(env, "MINITRUE_PG_LISTEN")?,
+            http_listen: parsed(env, "MINITRUE_HTTP_LISTEN")?,
+            flight_listen: parsed(env, "MINITRUE_FLIGHT_LISTEN")?,
+            mqtt_listen: parsed(env, "MINITRUE_MQTT_LISTEN")?,
             http_port: parsed(env, "MINITRUE_HTTP_PORT")?,
             pg_port: parsed(env, "MINITRUE_PG_PORT")?,
             flight_port: parsed(env, "MINITRUE_FLIGHT_PORT")?,
@@ -336,6 +368,7 @@ impl ServeArgs {
             mode,
             insecure_no_auth: parsed(env, "MINITRUE_INSECURE_NO_AUTH")?,
             metrics_public: parsed(env, "MINITRUE_METRICS_PUBLIC")?,
+            bootstrap_users: env("MINITRUE_BOOTSTRAP_USERS").map(PathBuf::from),
             tls_cert: env("MINITRUE_TLS_CERT").map(PathBuf::from),
             tls_key: env("MINITRUE_TLS_KEY").map(PathBuf::from),
             tls_required: parsed(env, "MINITRUE_TLS_REQUIRED")?,
@@ -488,6 +521,24 @@ mod tests {
         assert_eq!(config.mqtt_port, 5002, "flag over env");
         assert_eq!(config.mode, Mode::Query);
         assert_eq!(config.gossip_port, 9000, "default");
+    }
+
+    #[test]
+    fn each_door_may_listen_on_its_own_address() {
+        let config = parse(&[
+            "--listen",
+            "10.0.0.5",
+            "--mqtt-listen",
+            "0.0.0.0",
+            "--pg-listen",
+            "127.0.0.1",
+        ])
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(config.mqtt_listen, "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(config.pg_listen, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(config.http_listen, "10.0.0.5".parse::<IpAddr>().unwrap(), "--listen");
+        assert_eq!(config.flight_listen, config.listen);
     }
 
     #[test]

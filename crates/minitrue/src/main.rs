@@ -31,7 +31,7 @@ enum Command {
         which: bench::BenchCommand,
     },
     /// Run a node: storage, SQL over the Postgres wire protocol, MQTT ingestion.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Publish sensor readings over MQTT: simulated, from a serial port, or replayed from CSV.
     Publish(publish::PublishArgs),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench { which } => bench::run(which),
         Command::Import(args) => import::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Publish(args) => publish::run(args),
         Command::User { which } => users::run_user(which),
         Command::Token { which } => users::run_token(which),

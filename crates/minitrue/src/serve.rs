@@ -260,10 +260,10 @@ fn spawn_door<E: std::fmt::Display>(
     })
 }
 
-async fn bind(config: &NodeConfig, port: u16, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((config.listen, port))
+async fn bind(ip: IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((ip, port))
         .await
-        .with_context(|| format!("binding the {what} port {}:{port}", config.listen))
+        .with_context(|| format!("binding the {what} port {ip}:{port}"))
 }
 
 /// Left in the data directory of a node that was decommissioned: its data is the others' now
@@ -285,6 +285,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let credentials = minitrue_auth::Credentials::open(&config.data_dir)
         .context("reading the users of this node")?;
     let gate = minitrue_auth::Gatekeeper::new(credentials);
+    if let (Some(path), false) = (&config.bootstrap_users, gate.required()) {
+        crate::users::bootstrap(&config.data_dir, path)?;
+    }
     check_exposure(&config, &gate)?;
     let tls = door_tls(&config)?;
     let mut engine_config = EngineConfig::new(&config.data_dir);
@@ -307,14 +310,14 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`)
     // and gossip can publish them.
     let serves_queries = config.mode != Mode::Ingest;
-    let http = bind(&config, config.http_port, "http").await?;
+    let http = bind(config.http_listen, config.http_port, "http").await?;
     let http_address = http.local_addr()?;
     let flight = match serves_queries {
-        true => Some(bind(&config, config.flight_port, "flight").await?),
+        true => Some(bind(config.flight_listen, config.flight_port, "flight").await?),
         false => None,
     };
     let postgres = match serves_queries {
-        true => Some(bind(&config, config.pg_port, "postgres").await?),
+        true => Some(bind(config.pg_listen, config.pg_port, "postgres").await?),
         false => None,
     };
     ready.insert("http".into(), http_address.to_string().into());
@@ -658,11 +661,12 @@ async fn start_mqtt_door(
     let plain = !tls.is_some_and(|tls| tls.required);
     let mut listeners = Vec::new();
     if plain {
-        listeners.push((bind(config, config.mqtt_port, "mqtt").await?, None));
+        listeners.push((bind(config.mqtt_listen, config.mqtt_port, "mqtt").await?, None));
     }
     if let Some(tls) = tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.identity.server_config(&[])?);
-        listeners.push((bind(config, config.mqtts_port, "mqtts").await?, Some(acceptor)));
+        let listener = bind(config.mqtt_listen, config.mqtts_port, "mqtts").await?;
+        listeners.push((listener, Some(acceptor)));
     }
     for (listener, acceptor) in listeners {
         let address = listener.local_addr()?;
@@ -729,20 +733,31 @@ fn check_exposure(config: &NodeConfig, gate: &minitrue_auth::Gatekeeper) -> anyh
         println!("auth: clients authenticate (users and tokens in {})", config.data_dir.display());
         return Ok(());
     }
-    match (config.listen.is_loopback(), config.insecure_no_auth) {
+    let doors = [
+        ("--listen", config.listen),
+        ("--pg-listen", config.pg_listen),
+        ("--http-listen", config.http_listen),
+        ("--flight-listen", config.flight_listen),
+        ("--mqtt-listen", config.mqtt_listen),
+    ];
+    let exposed: Vec<String> = doors
+        .iter()
+        .filter(|(_, ip)| !ip.is_loopback())
+        .map(|(flag, ip)| format!("{flag} {ip}"))
+        .collect();
+    match (exposed.is_empty(), config.insecure_no_auth) {
         (true, _) => println!(
             "auth: no users yet, so every client on this machine may do everything (listening on \
-             {} only); `{add_user}` turns authentication on",
-            config.listen
+             loopback only); `{add_user}` turns authentication on"
         ),
         (false, false) => anyhow::bail!(
-            "--listen {} exposes this node beyond this machine, and it has no users: anyone who \
-             reaches it could read, write and delete its data. Create an admin first:\n  \
-             {add_user}\n(or pass --insecure-no-auth to run without authentication)",
-            config.listen
+            "{} exposes this node beyond this machine, and it has no users: anyone who reaches \
+             it could read, write and delete its data. Create an admin first:\n  {add_user}\n(or \
+             pass --insecure-no-auth to run without authentication)",
+            exposed.join(", ")
         ),
         (false, true) => tracing::warn!(
-            listen = %config.listen,
+            exposed = %exposed.join(", "),
             "--insecure-no-auth: no users, so anyone who reaches this node may read, write and \
              delete its data"
         ),

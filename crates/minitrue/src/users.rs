@@ -152,3 +152,30 @@ fn password_from_stdin() -> anyhow::Result<String> {
     std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
+
+/// Creates the users listed in `path` (`name role password` per line; `#` comments) in a data
+/// directory that has none: how a container's first start gets its admin. The file is a
+/// secret the operator mounts; the node keeps only verifiers.
+pub fn bootstrap(data_dir: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the bootstrap users {}", path.display()))?;
+    let editor = CredentialsEditor::open(data_dir)?;
+    let mut names = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.splitn(3, char::is_whitespace);
+        let (Some(name), Some(role), Some(password)) = (words.next(), words.next(), words.next())
+        else {
+            bail!("{} line {}: expected `name role password`", path.display(), number + 1);
+        };
+        let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!("{e}"))?;
+        editor.set_user(name, role, password.trim())?;
+        tracing::warn!(target: "audit", user = name, %role, "user created from the bootstrap file");
+        names.push(format!("{name} ({role})"));
+    }
+    println!("auth: created {} from {}", names.join(", "), path.display());
+    Ok(())
+}
