@@ -10,7 +10,7 @@ import subprocess
 import yaml
 
 from mqttnode import mosquitto
-from pgnode import MINITRUE_BIN
+from pgnode import MINITRUE_BIN, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ["node1", "node2", "node3"]
@@ -92,8 +92,40 @@ def test_grafana_is_provisioned_with_the_postgres_data_source_on_a_node():
     assert source["type"] == "grafana-postgresql-datasource"
     node, port = source["url"].split(":")
     assert node in NODES and int(port) == resolved(services[node]["command"])["pg_port"]
-    assert source["user"] == "minitrue" and source["jsonData"]["database"] == "minitrue"
+    assert source["jsonData"]["database"] == "minitrue"
     assert source["jsonData"]["sslmode"] == "disable"
+    # Grafana logs in as a reader the nodes create at their first start.
+    users = {line.split()[0]: line.split()[1] for line in compose()["configs"]["minitrue-users"]["content"].splitlines() if line.strip()}
+    assert users == {"admin": "admin", source["user"]: "reader"}, users
+    assert source["secureJsonData"]["password"] == "$GRAFANA_READER_PASSWORD"
+    assert "GRAFANA_READER_PASSWORD" in grafana["environment"]
+
+
+def test_nodes_start_with_authentication_on(tmp_path):
+    services = compose()["services"]
+    for name in NODES:
+        command = services[name]["command"]
+        config = resolved(command)
+        target = services[name]["configs"][0]["target"]
+        assert config["bootstrap_users"] == target, name
+    # The node's first start with such a file creates the users, then listens beyond loopback.
+    users = tmp_path / "users"
+    users.write_text("admin admin first-admin-pw\ngrafana reader reader-pw\n")
+    ready = tmp_path / "ready.json"
+    local = [MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "data"), "--bootstrap-users", str(users),
+             "--listen", "0.0.0.0", "--advertise-address", "127.0.0.1", "--pg-port", "0", "--http-port", "0",
+             "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0", "--ready-file", str(ready)]
+    proc = subprocess.Popen(local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until("the node", lambda: ready.exists() or proc.poll() is not None)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=60)[0]
+    assert "created admin (admin), grafana (reader)" in output, output
+    listed = subprocess.run([MINITRUE_BIN, "user", "list", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True).stdout
+    assert "admin\tadmin" in listed and "grafana\treader" in listed
+    assert "first-admin-pw" not in (tmp_path / "data" / "users.json").read_text()
 
 
 def test_the_image_builds_the_binary_the_services_run():
