@@ -58,6 +58,22 @@ def psql(port, *args, user="minitrue", database="minitrue", check=True):
     return out
 
 
+def start_then_stop(args, ready):
+    """Runs `args` (a `minitrue serve` command line) with `--ready-file ready` until the node
+    is ready, checks it is still running, stops it with SIGTERM, and returns what it printed."""
+    ready = pathlib.Path(ready)
+    if ready.exists():
+        ready.unlink()
+    proc = subprocess.Popen([*args, "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until("the node to be ready", lambda: ready.exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+    return proc.communicate(timeout=60)[0]
+
+
 @contextlib.contextmanager
 def running_node(data_dir, load=True, extra_args=()):
     """Starts `minitrue serve` on `data_dir` (with `extra_args`, e.g. `--simulate`), yields

@@ -10,7 +10,7 @@ import subprocess
 import yaml
 
 from mqttnode import mosquitto
-from pgnode import MINITRUE_BIN, wait_until
+from pgnode import MINITRUE_BIN, start_then_stop
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ["node1", "node2", "node3"]
@@ -111,17 +111,10 @@ def test_nodes_start_with_authentication_on(tmp_path):
     # The node's first start with such a file creates the users, then listens beyond loopback.
     users = tmp_path / "users"
     users.write_text("admin admin first-admin-pw\ngrafana reader reader-pw\n")
-    ready = tmp_path / "ready.json"
     local = [MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "data"), "--bootstrap-users", str(users),
              "--listen", "0.0.0.0", "--advertise-address", "127.0.0.1", "--pg-port", "0", "--http-port", "0",
-             "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0", "--ready-file", str(ready)]
-    proc = subprocess.Popen(local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until("the node", lambda: ready.exists() or proc.poll() is not None)
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0]
+             "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0"]
+    output = start_then_stop(local, tmp_path / "ready.json")
     assert "created admin (admin), grafana (reader)" in output, output
     listed = subprocess.run([MINITRUE_BIN, "user", "list", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True).stdout
     assert "admin\tadmin" in listed and "grafana\treader" in listed

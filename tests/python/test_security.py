@@ -23,7 +23,7 @@ import pyarrow.flight as flight
 import pytest
 
 from mqttnode import node
-from pgnode import MINITRUE_BIN, psql, wait_until
+from pgnode import MINITRUE_BIN, psql, start_then_stop, wait_until
 
 ADMIN = ("root", "admin-pass-1")
 WRITER = ("etl", "writer-pass-2")
@@ -374,23 +374,10 @@ def test_a_node_beyond_loopback_without_users_refuses_to_start(tmp_path):
     assert out.returncode != 0
     assert "minitrue user add admin --role admin" in out.stderr, out.stderr
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([*args, "--insecure-no-auth", "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until("the insecure node", lambda: ready.exists() or proc.poll() is not None)
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0]
+    output = start_then_stop([*args, "--insecure-no-auth"], ready)
     assert "--insecure-no-auth" in output, output
     add_user(data, *ADMIN, "admin")
-    ready.unlink()
-    proc = subprocess.Popen([*args, "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until("the node with users", lambda: ready.exists() or proc.poll() is not None)
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0]
+    output = start_then_stop(args, ready)
     assert "auth: clients authenticate" in output, output
 
 
@@ -403,12 +390,7 @@ def test_each_door_listens_where_it_is_told(tmp_path):
     assert out.returncode != 0 and "--mqtt-listen 0.0.0.0" in out.stderr, out.stderr
     add_user(data, *WRITER, "writer")
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([*base, "--mqtt-listen", "0.0.0.0", "--ready-file", str(ready)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until("the node", lambda: ready.exists() or proc.poll() is not None)
-        addresses = json.loads(ready.read_text())
-        assert addresses["mqtt"].startswith("0.0.0.0:"), addresses
-        assert addresses["postgres"].startswith("127.0.0.1:") and addresses["http"].startswith("127.0.0.1:"), addresses
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    start_then_stop([*base, "--mqtt-listen", "0.0.0.0"], ready)
+    addresses = json.loads(ready.read_text())
+    assert addresses["mqtt"].startswith("0.0.0.0:"), addresses
+    assert addresses["postgres"].startswith("127.0.0.1:") and addresses["http"].startswith("127.0.0.1:"), addresses
