@@ -270,3 +270,34 @@ def test_grafana_table_listing_on_the_search_path(grafana_client, port, driver):
     tables = [row[0] for row in results["tables"]["rows"]]
     assert tables[:2] == ["devices", "readings"], tables
     assert "system.files" in tables[2:] and all(t.startswith("system.") for t in tables[2:]), tables
+
+
+def test_grafana_drivers_log_in_with_a_password_over_tls(grafana_client, tmp_path):
+    """Grafana's data source with a user and password and `sslmode=require` (what the data
+    source's TLS/SSL Mode setting sends), against a node with users and TLS."""
+    from certs import make_certificates
+    ca, cert, key = make_certificates(tmp_path / "certs", "grafana-tls")
+    data = tmp_path / "node" / "data"
+    subprocess.run([pgnode.MINITRUE_BIN, "user", "add", "grafana", "--role", "reader", "--data-dir", str(data)],
+                   input="reader-pw\n", text=True, check=True, capture_output=True)
+    extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required"]
+    with pgnode.running_node(tmp_path / "node", load=False, extra_args=extra) as port:
+        for driver in ("pgx", "pq"):
+            dsn = (f"user='grafana' password='reader-pw' host='127.0.0.1' dbname='minitrue' port={port} "
+                   f"sslmode='verify-full' sslrootcert='{ca}'")
+            payload = json.dumps([{"name": "version", "sql": VERSION}])
+            out = subprocess.run([str(grafana_client), "-driver", driver, "-dsn", dsn], input=payload,
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, (driver, out.stderr)
+            assert json.loads(out.stdout)["results"]["version"]["rows"] == [[1600]], out.stdout
+            bad = dsn.replace("reader-pw", "wrong")
+            out = subprocess.run([str(grafana_client), "-driver", driver, "-dsn", bad], input=payload,
+                                 capture_output=True, text=True, timeout=120)
+            # pgx fails the connection; lib/pq (lazy) reports it as the query's error.
+            assert "password authentication failed" in out.stderr + out.stdout, (driver, out.stdout, out.stderr)
+            assert "[[1600]]" not in out.stdout
+            plain = dsn.replace("sslmode='verify-full'", "sslmode='disable'")
+            out = subprocess.run([str(grafana_client), "-driver", driver, "-dsn", plain], input=payload,
+                                 capture_output=True, text=True, timeout=120)
+            assert "only TLS" in out.stderr + out.stdout, (driver, out.stdout, out.stderr)
+            assert "[[1600]]" not in out.stdout
