@@ -49,3 +49,25 @@ def test_pgjdbc(classes, tmp_path):
     # VARCHAR 12 for text, DOUBLE 8.
     assert facts["column"] == [["time", "timestamptz", "93", "1"], ["device_id", "text", "12", "2"],
                                ["metric", "text", "12", "3"], ["value", "float8", "8", "4"]]
+
+
+def test_pgjdbc_logs_in_with_scram_over_verified_tls(classes, tmp_path):
+    """pgjdbc with a user and password (its bundled SCRAM client) and sslmode=verify-full
+    against a node with users and --tls-required; a wrong password is refused."""
+    from certs import make_certificates
+    ca, cert, key = make_certificates(tmp_path / "certs", "jdbc-tls")
+    data = tmp_path / "node" / "data"
+    subprocess.run([pgnode.MINITRUE_BIN, "user", "add", "analyst", "--role", "reader", "--data-dir", str(data)],
+                   input="jdbc-pw\n", text=True, check=True, capture_output=True)
+    extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required"]
+    with pgnode.running_node(tmp_path / "node", load=False, extra_args=extra) as port:
+        def check(password):
+            url = (f"jdbc:postgresql://127.0.0.1:{port}/minitrue?user=analyst&password={password}"
+                   f"&sslmode=verify-full&sslrootcert={ca}")
+            return subprocess.run(["java", "-cp", f"{JAR}:{classes}", "JdbcCheck", url],
+                                  capture_output=True, text=True, timeout=300)
+        good = check("jdbc-pw")
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "product\tPostgreSQL\t16" in good.stdout
+        bad = check("wrong")
+        assert bad.returncode != 0 and "password authentication failed" in bad.stdout + bad.stderr, bad.stderr
