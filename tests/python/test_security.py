@@ -132,6 +132,8 @@ def test_users_and_tokens_change_without_a_restart(secured):
     assert pg(n, "-Atc", "SELECT 1", user="newcomer", password="pw-1").stdout.strip() == "1"
     minitrue("user", "remove", "newcomer", "--data-dir", str(n.data_dir))
     assert pg(n, "-Atc", "SELECT 1", user="newcomer", password="pw-1", check=False).returncode != 0
+    changes = [line for line in n.log().splitlines() if "credentials changed" in line]
+    assert any("newcomer" in line for line in changes), "the node's audit log shows the user change"
 
     token = minitrue("token", "create", "--name", "short-lived", "--role", "reader", "--data-dir", str(n.data_dir)).stdout.strip()
     status, _ = n.http("POST", "/api/v1/sql", b"SELECT 1", {"Authorization": f"Bearer {token}"})

@@ -369,10 +369,13 @@ impl Credentials {
         };
         match reloaded {
             Ok(snapshot) => {
+                // In the node's audit trail: who may log in changed.
+                let users: Vec<&str> = snapshot.users.keys().map(String::as_str).collect();
                 tracing::info!(
-                    users = snapshot.users.len(),
+                    target: "audit",
+                    users = %users.join(","),
                     tokens = snapshot.tokens.len(),
-                    "credentials reloaded"
+                    "credentials changed"
                 );
                 *loaded = (stamp, Arc::new(snapshot));
             }
