@@ -416,9 +416,11 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn first_line(path: &Path) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// The first line of a secret file (a password given as `--…-password-file`, e.g. a mounted
+/// secret), without its line end.
+pub(crate) fn first_line(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the password file {}", path.display()))?;
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
 

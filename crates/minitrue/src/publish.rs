@@ -178,12 +178,7 @@ fn cli_login(args: &PublishArgs) -> anyhow::Result<Option<minitrue_ingest::mqtt:
         return Ok(None);
     };
     let password = match &args.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        Some(path) => crate::config::first_line(path)?,
         None => std::env::var("MINITRUE_MQTT_PASSWORD").map_err(|_| {
             anyhow::anyhow!("--username needs --password-file or MINITRUE_MQTT_PASSWORD")
         })?,

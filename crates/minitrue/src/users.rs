@@ -82,7 +82,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, role, password_file, data } => {
             let editor = editor(&data)?;
             let password = match password_file {
-                Some(path) => first_line(&path)?,
+                Some(path) => crate::config::first_line(&path)?,
                 None => password_from_stdin()?,
             };
             editor.set_user(&name, role, &password)?;
@@ -132,12 +132,6 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
 fn editor(data: &DataDirArg) -> anyhow::Result<CredentialsEditor> {
     CredentialsEditor::open(&data.data_dir)
         .with_context(|| format!("the credentials of {}", data.data_dir.display()))
-}
-
-fn first_line(path: &PathBuf) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the password file {}", path.display()))?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 fn password_from_stdin() -> anyhow::Result<String> {
