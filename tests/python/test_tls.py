@@ -1,7 +1,8 @@
 """TLS on the doors, with certificates made by `openssl` as an operator would (a CA and a
 server certificate for 127.0.0.1 and localhost): psql with sslmode=require and verify-full,
-psycopg with SCRAM over TLS, HTTPS with the CA, paho over MQTTS; plaintext refused with
---tls-required; a new certificate taken on SIGHUP without a restart."""
+psycopg with SCRAM over TLS, HTTPS with the CA, pyarrow.flight and ADBC over grpc+tls, paho
+over MQTTS; plaintext refused with --tls-required; a new certificate taken on SIGHUP without a
+restart."""
 import json
 import os
 import signal
@@ -10,13 +11,17 @@ import subprocess
 import time
 import urllib.request
 
+import adbc_driver_flightsql
+import adbc_driver_flightsql.dbapi as flight_sql
+import adbc_driver_manager
 import paho.mqtt.client as mqtt
+import pyarrow.flight as flight
 import psycopg
 import pytest
 
-from mqttnode import node
+from mqttnode import Node, node
 from certs import make_certificates
-from pgnode import MINITRUE_BIN, wait_until
+from pgnode import MINITRUE_BIN, psql, wait_until
 
 USER, PASSWORD = "tls-admin", "tls-pass-1"
 
@@ -30,8 +35,10 @@ def tls_node(tmp_path_factory):
     live_key.write_bytes(key.read_bytes())
     subprocess.run([MINITRUE_BIN, "user", "add", USER, "--role", "admin", "--data-dir", str(work / "data")],
                    input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    token = subprocess.run([MINITRUE_BIN, "token", "create", "--name", "tls-reader", "--role", "reader",
+                            "--data-dir", str(work / "data")], text=True, check=True, capture_output=True).stdout.strip()
     with node(work, "--tls-cert", str(live_cert), "--tls-key", str(live_key), "--tls-required", "--mqtts-port", "0") as n:
-        n.work, n.ca = work, ca
+        n.work, n.ca, n.token = work, ca, token
         n.live = (live_cert, live_key)
         yield n
 
@@ -96,6 +103,45 @@ def test_mqtts_only_when_tls_is_required(tls_node):
     wait_until("the point", lambda: psql_tls(n, "require", sql="SELECT value FROM readings WHERE device_id = 'tls_1'").stdout.strip() == "4.5")
 
 
+def test_pyarrow_flight_with_a_token_over_grpc_tls(tls_node):
+    n = tls_node
+    bearer = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {n.token}".encode())])
+    with flight.connect(f"grpc+tls://127.0.0.1:{n.ports['flight']}", tls_root_certs=n.ca.read_bytes()) as client:
+        table = client.do_get(flight.Ticket(b"SELECT 5 AS five"), bearer).read_all()
+        assert table.to_pylist() == [{"five": 5}]
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.do_get(flight.Ticket(b"SELECT 1")).read_all()
+    # A client that does not trust the CA, and one speaking plaintext to the TLS port, get nothing.
+    with flight.connect(f"grpc+tls://127.0.0.1:{n.ports['flight']}") as client:
+        with pytest.raises(flight.FlightUnavailableError):
+            client.do_get(flight.Ticket(b"SELECT 1"), bearer).read_all()
+    with flight.connect(f"grpc://127.0.0.1:{n.ports['flight']}") as client:
+        with pytest.raises(flight.FlightUnavailableError):
+            client.do_get(flight.Ticket(b"SELECT 1"), bearer).read_all()
+
+
+def test_adbc_with_password_and_with_token_over_grpc_tls(tls_node):
+    n = tls_node
+    uri = f"grpc+tls://127.0.0.1:{n.ports['flight']}"
+    roots = {adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: n.ca.read_text()}
+    password = {adbc_driver_manager.DatabaseOptions.USERNAME.value: USER,
+                adbc_driver_manager.DatabaseOptions.PASSWORD.value: PASSWORD}
+    with flight_sql.connect(uri, db_kwargs={**roots, **password}, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT 6 AS six")
+        assert cursor.fetchall() == [(6,)]
+    token = {adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {n.token}"}
+    with flight_sql.connect(uri, db_kwargs={**roots, **token}, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT 7 AS seven")
+        assert cursor.fetchall() == [(7,)]
+        # The token is a reader's: writing is refused.
+        with pytest.raises(adbc_driver_manager.Error):
+            cursor.execute("DELETE FROM readings WHERE device_id = 'x'")
+    wrong = {**password, adbc_driver_manager.DatabaseOptions.PASSWORD.value: "wrong"}
+    with pytest.raises(adbc_driver_manager.Error):
+        with flight_sql.connect(uri, db_kwargs={**roots, **wrong}, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+
 def test_a_new_certificate_is_taken_on_sighup(tls_node):
     n = tls_node
     before = ssl.get_server_certificate(("127.0.0.1", n.ports["http"]))
@@ -107,3 +153,41 @@ def test_a_new_certificate_is_taken_on_sighup(tls_node):
     out = psql_tls(n, "verify-full", f"sslrootcert={ca}")
     assert out.returncode == 0, out.stderr
     assert "tls certificate reloaded" in n.log()
+
+
+def test_cluster_nodes_call_each_other_over_tls_and_check_certificates(tmp_path):
+    """Replica writes and query fragments travel over TLS between two nodes whose
+    certificates one CA signed; a node told to trust another CA reaches no peer."""
+    ca, cert, key = make_certificates(tmp_path / "certs", "cluster")
+    other_ca, _, _ = make_certificates(tmp_path / "other", "stranger")
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(ca), "--mqtts-port", "0")
+    fast = ("--gossip-interval-ms", "100", "--replication-factor", "2")
+    nodes = [Node(tmp_path / "n1", "--node-id", "n1", *fast, *tls).start()]
+    try:
+        seeds = ("--seeds", f"127.0.0.1:{nodes[0].ports['gossip']}")
+        nodes.append(Node(tmp_path / "n2", "--node-id", "n2", *fast, *seeds, *tls).start())
+        for n in nodes:
+            wait_until("both nodes active", lambda: n.sql("SELECT count(*) FROM system.nodes WHERE alive AND state = 'active'") == [["2"]], 60)
+        rows = ", ".join(f"(to_timestamp({1700000000 + i}), 'tls_dev_{i % 5}', 'temperature', {i})" for i in range(50))
+        out = psql(nodes[0].ports["postgres"], "-c", f"INSERT INTO readings VALUES {rows}", check=False)
+        assert out.returncode == 0, out.stderr
+        # Replication factor 2 on two nodes: each holds every point, sent over TLS.
+        for n in nodes:
+            assert n.scalar("SELECT count(*) FROM system.local_readings") == "50"
+            assert n.scalar("SELECT sum(value) FROM readings") == str(sum(range(50)))
+
+        # A third node trusting a different CA cannot write its replicas to the others.
+        stranger = Node(tmp_path / "n3", "--node-id", "n3", *fast, *seeds, "--tls-cert", str(cert), "--tls-key", str(key), "--mqtts-port", "0",
+                        "--tls-ca", str(other_ca), "--write-quorum", "2")
+        nodes.append(stranger.start())
+        # (It stays out of the ring: joining needs the hand-over it cannot fetch.)
+        wait_until("the stranger sees the cluster", lambda: stranger.sql("SELECT count(*) FROM system.nodes WHERE alive") == [["3"]], 60)
+        refused = [
+            psql(stranger.ports["postgres"], "-c", f"INSERT INTO readings VALUES (now(), 'stranger_{i}', 'temperature', 1)", check=False)
+            for i in range(8)
+        ]
+        assert all(out.returncode != 0 for out in refused), [out.stderr for out in refused]
+        assert "invalid peer certificate: UnknownIssuer" in stranger.log()
+    finally:
+        for n in nodes:
+            n.stop()

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::error::AuthError;
 
@@ -65,6 +65,26 @@ impl TlsIdentity {
     }
 }
 
+impl TlsIdentity {
+    /// The client configuration for calls to other nodes: their certificates must chain to
+    /// a certificate in `ca_path` (`--tls-ca`), or, without it, to one in this node's own
+    /// certificate file (which works when every node's file carries the CA that signed it).
+    pub fn peer_client_config(&self, ca_path: Option<&Path>) -> Result<ClientConfig, AuthError> {
+        let roots_path = ca_path.unwrap_or(&self.cert_path);
+        let mut roots = RootCertStore::empty();
+        for cert in read_certificates(roots_path)? {
+            roots.add(cert).map_err(|error| {
+                AuthError::Tls(format!("{}: not a CA certificate: {error}", roots_path.display()))
+            })?;
+        }
+        Ok(ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| AuthError::Tls(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
+
 #[derive(Debug)]
 struct Resolver(Arc<TlsIdentity>);
 
@@ -80,15 +100,22 @@ fn read_identity(
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, AuthError> {
     let bad = |path: &Path, what: String| AuthError::Tls(format!("{}: {what}", path.display()));
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|error| bad(cert_path, error.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|error| bad(cert_path, error.to_string()))?;
-    if chain.is_empty() {
-        return Err(bad(cert_path, "no certificate in the file".to_string()));
-    }
+    let chain = read_certificates(cert_path)?;
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|error| bad(key_path, format!("no private key: {error}")))?;
     CertifiedKey::from_der(chain, key, provider)
         .map_err(|error| bad(key_path, format!("does not fit the certificate: {error}")))
+}
+
+/// Every certificate of a PEM file; at least one.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, AuthError> {
+    let bad = |what: String| AuthError::Tls(format!("{}: {what}", path.display()));
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|error| bad(error.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| bad(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(bad("no certificate in the file".to_string()));
+    }
+    Ok(certificates)
 }

@@ -19,6 +19,7 @@ pub mod repair;
 pub mod replicate;
 pub mod ring;
 pub mod topology;
+mod transport;
 
 pub use hints::{HintError, HintStore};
 pub use membership::{
@@ -30,3 +31,4 @@ pub use reads::ClusterReads;
 pub use replicate::{ReplicationConfig, ReplicationError, Replicator};
 pub use ring::{series_token, NodeId, Ring, Token, TokenRange, DEFAULT_VIRTUAL_NODES};
 pub use topology::{Cluster, MemberStatus, Topology, TopologyConfig, TopologyWatch};
+pub use transport::PeerTls;

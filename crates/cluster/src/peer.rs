@@ -27,6 +27,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::transport::{PeerTls, TlsConnector};
+
 /// The first two elements of a replica write's path descriptor.
 pub const REPLICA_WRITE_PATH: [&str; 2] = ["minitrue", "replica-write"];
 
@@ -150,12 +152,13 @@ pub fn batch_to_points(batch: &RecordBatch) -> Result<Vec<Point>, PeerError> {
 pub struct Peers {
     channels: Mutex<HashMap<SocketAddr, Channel>>,
     timeout: Duration,
+    tls: Option<PeerTls>,
 }
 
 impl Peers {
-    /// Calls give up after `timeout` (connecting included).
-    pub fn new(timeout: Duration) -> Peers {
-        Peers { channels: Mutex::new(HashMap::new()), timeout }
+    /// Calls give up after `timeout` (connecting included); with `tls`, they go over TLS.
+    pub fn new(timeout: Duration, tls: Option<PeerTls>) -> Peers {
+        Peers { channels: Mutex::new(HashMap::new()), timeout, tls }
     }
 
     fn client(&self, address: SocketAddr) -> Result<FlightClient, PeerError> {
@@ -178,12 +181,17 @@ impl Peers {
         let channel = match channels.get(&address) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(format!("http://{address}"))
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                     .map_err(|e| PeerError::Call { address, message: e.to_string() })?
                     .connect_timeout(self.timeout)
                     .timeout(self.timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .tcp_nodelay(true);
+                let channel = match &self.tls {
+                    Some(tls) => endpoint
+                        .connect_with_connector_lazy(TlsConnector::new(tls.clone(), address)),
+                    None => endpoint.connect_lazy(),
+                };
                 channels.insert(address, channel.clone());
                 channel
             }

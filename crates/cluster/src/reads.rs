@@ -19,6 +19,7 @@ use minitrue_query::{ClusterError, FragmentRunner, RemoteBatches, Share};
 use crate::peer::Peers;
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
+use crate::transport::PeerTls;
 
 /// Reads across the cluster, as this node sees it now.
 pub struct ClusterReads {
@@ -42,9 +43,13 @@ struct ReadCounters {
 }
 
 impl ClusterReads {
-    /// Calls to peers give up connecting after `timeout`.
-    pub fn new(topology: TopologyWatch, timeout: std::time::Duration) -> ClusterReads {
-        ClusterReads { topology, peers: Peers::new(timeout), counters: Arc::default() }
+    /// Calls to peers give up connecting after `timeout`; with `tls`, they go over TLS.
+    pub fn new(
+        topology: TopologyWatch,
+        timeout: std::time::Duration,
+        tls: Option<PeerTls>,
+    ) -> ClusterReads {
+        ClusterReads { topology, peers: Peers::new(timeout, tls), counters: Arc::default() }
     }
 
     /// The read counters, for `/metrics` and `system.metrics`.

@@ -44,6 +44,7 @@ use crate::membership::{LocalKeys, NodeState};
 use crate::peer::{PeerError, Peers};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
+use crate::transport::PeerTls;
 
 /// The Flight action that answers digests: its body a JSON [`DigestQuestion`], its result the
 /// JSON list of [`Digest`]s (one per range asked) or of [`Leaf`]s.
@@ -389,6 +390,8 @@ pub struct RepairConfig {
     /// How often a waiting repair looks again (hints delivered, a peer reachable).
     pub retry: Duration,
     pub peer_timeout: Duration,
+    /// TLS for calls to peers (when the cluster's Flight doors speak TLS).
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl Default for RepairConfig {
@@ -398,6 +401,7 @@ impl Default for RepairConfig {
             settle: Duration::from_secs(3),
             retry: Duration::from_millis(500),
             peer_timeout: Duration::from_secs(30),
+            peer_tls: None,
         }
     }
 }
@@ -448,7 +452,7 @@ impl Repairer {
         Arc::new(Repairer {
             topology,
             engine,
-            peers: Peers::new(config.peer_timeout),
+            peers: Peers::new(config.peer_timeout, config.peer_tls.clone()),
             config,
             counters: Arc::default(),
         })

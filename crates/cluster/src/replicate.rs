@@ -28,6 +28,7 @@ use crate::membership::LocalKeys;
 use crate::peer::{PeerError, Peers, ReplicaWrite};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
+use crate::transport::PeerTls;
 
 /// Why a write did not reach its quorum.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct ReplicationConfig {
     pub hint_interval: Duration,
     /// Hints for a node that is out of the ring (gone) are dropped once this old.
     pub max_hint_age: Duration,
+    /// TLS for calls to peers (when the cluster's Flight doors speak TLS).
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl Default for ReplicationConfig {
@@ -75,6 +78,7 @@ impl Default for ReplicationConfig {
             peer_timeout: Duration::from_secs(10),
             hint_interval: Duration::from_secs(1),
             max_hint_age: Duration::from_secs(15 * 60),
+            peer_tls: None,
         }
     }
 }
@@ -125,7 +129,7 @@ impl Replicator {
         Arc::new(Replicator {
             topology,
             engine,
-            peers: Peers::new(config.peer_timeout),
+            peers: Peers::new(config.peer_timeout, config.peer_tls.clone()),
             hints,
             config,
             counters: Arc::new(Counters::default()),

@@ -146,13 +146,18 @@ pub struct ServeArgs {
     /// `name role password` lines, e.g. a mounted secret. Ignored once any user exists.
     #[arg(long = "bootstrap-users")]
     pub bootstrap_users: Option<PathBuf>,
-    /// PEM certificate chain for TLS on the Postgres, HTTP and MQTTS doors (with --tls-key;
-    /// both are read again on SIGHUP).
+    /// PEM certificate chain for TLS on the Postgres, HTTP, Flight and MQTTS doors (with
+    /// --tls-key; both are read again on SIGHUP). It must name the address the node
+    /// advertises to its peers (an IP subjectAltName) when the node is in a cluster.
     #[arg(long = "tls-cert")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long = "tls-key")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates the other nodes' certificates must chain to (calls between nodes
+    /// go over TLS when --tls-cert is set); default: the certificates in --tls-cert.
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<PathBuf>,
     /// Refuse plaintext: Postgres sessions without TLS fail at startup, and the embedded
     /// broker listens only on its MQTTS port.
     #[arg(long = "tls-required", num_args = 0..=1, default_missing_value = "true")]
@@ -212,6 +217,7 @@ pub struct NodeConfig {
     pub bootstrap_users: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     pub tls_required: bool,
     pub mqtts_port: u16,
     pub ready_file: Option<PathBuf>,
@@ -301,6 +307,7 @@ impl ServeArgs {
             bootstrap_users: layer!(bootstrap_users),
             tls_cert: layer!(tls_cert),
             tls_key: layer!(tls_key),
+            tls_ca: layer!(tls_ca),
             tls_required: layer!(tls_required).unwrap_or(false),
             mqtts_port: layer!(mqtts_port).unwrap_or(8883),
             ready_file: layer!(ready_file),
@@ -371,6 +378,7 @@ impl ServeArgs {
             bootstrap_users: env("MINITRUE_BOOTSTRAP_USERS").map(PathBuf::from),
             tls_cert: env("MINITRUE_TLS_CERT").map(PathBuf::from),
             tls_key: env("MINITRUE_TLS_KEY").map(PathBuf::from),
+            tls_ca: env("MINITRUE_TLS_CA").map(PathBuf::from),
             tls_required: parsed(env, "MINITRUE_TLS_REQUIRED")?,
             mqtts_port: parsed(env, "MINITRUE_MQTTS_PORT")?,
             ready_file: env("MINITRUE_READY_FILE").map(PathBuf::from),

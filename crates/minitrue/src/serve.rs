@@ -290,6 +290,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     check_exposure(&config, &gate)?;
     let tls = door_tls(&config)?;
+    let peer_tls = peer_tls(&config, tls.as_ref())?;
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.object_store_url = config.store_url.clone();
     let (engine, report) =
@@ -357,6 +358,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let replication = ReplicationConfig {
         write_quorum: config.write_quorum,
         max_hint_age: config.dead_node_timeout,
+        peer_tls: peer_tls.clone(),
         ..ReplicationConfig::default()
     };
     let replicator = Replicator::new(
@@ -373,6 +375,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let repair = minitrue_cluster::repair::RepairConfig {
         interval: config.repair_interval,
         settle: settle_time(&config),
+        peer_tls: peer_tls.clone(),
         ..Default::default()
     };
     let repairer =
@@ -512,6 +515,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let reads = Arc::new(minitrue_cluster::ClusterReads::new(
             topology.clone(),
             ReplicationConfig::default().peer_timeout,
+            peer_tls,
         ));
         metrics.register(reads.metrics());
         let hooks = minitrue_query::ClusterHooks {
@@ -577,9 +581,15 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         };
         tasks.push(spawn_door(
             "flight",
-            minitrue_server::serve_flight(listener, state, wait_for_shutdown(stopping.clone())),
+            minitrue_server::serve_flight(
+                listener,
+                state,
+                tls.clone(),
+                wait_for_shutdown(stopping.clone()),
+            ),
         ));
-        println!("flight: grpc://{address} (Flight SQL: ADBC, pyarrow.flight)");
+        let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+        println!("flight: {scheme}://{address} (Flight SQL: ADBC, pyarrow.flight)");
     }
 
     if let (Some(session), Some(listener)) = (session, postgres) {
@@ -698,7 +708,7 @@ fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorT
     };
     let identity = minitrue_auth::TlsIdentity::load(cert, key)?;
     println!(
-        "tls: postgres, http and mqtts doors use {}{}",
+        "tls: postgres, http, flight and mqtts doors use {}{}",
         cert.display(),
         match config.tls_required {
             true => " (plaintext refused)",
@@ -721,6 +731,21 @@ fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorT
         });
     }
     Ok(Some(minitrue_server::DoorTls { identity, required: config.tls_required }))
+}
+
+/// TLS for calls to other nodes: with TLS on the doors, the peers' Flight doors speak it too.
+fn peer_tls(
+    config: &NodeConfig,
+    tls: Option<&minitrue_server::DoorTls>,
+) -> anyhow::Result<Option<minitrue_cluster::PeerTls>> {
+    let Some(tls) = tls else {
+        if config.tls_ca.is_some() {
+            anyhow::bail!("--tls-ca needs --tls-cert and --tls-key");
+        }
+        return Ok(None);
+    };
+    let client = tls.identity.peer_client_config(config.tls_ca.as_deref())?;
+    Ok(Some(minitrue_cluster::PeerTls::new(client)))
 }
 
 /// Refuses to start a node that would be open beyond this machine: with no users, anyone who

@@ -70,6 +70,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::stateless::Caller;
+use crate::tls_incoming::tls_incoming;
+use crate::DoorTls;
 
 use auth::{principal_of, Who};
 use handle::{parameter_row, single_parameter_row, StatementHandle};
@@ -115,12 +117,14 @@ pub struct ReplicaError {
 }
 
 /// Serves Flight and Flight SQL on `listener` until `shutdown` resolves; calls still running
-/// then get [`SHUTDOWN_GRACE`] to finish.
+/// then get [`SHUTDOWN_GRACE`] to finish. With `tls`, the door speaks `grpc+tls` only (other
+/// nodes of the cluster call it over TLS too).
 pub async fn serve_flight(
     listener: tokio::net::TcpListener,
     state: FlightState,
+    tls: Option<DoorTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let counters = Arc::new(FlightCounters::default());
     state.metrics.register(Arc::new(counters.clone().metrics()));
     let door = FlightDoor {
@@ -135,25 +139,34 @@ pub async fn serve_flight(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let service = InterceptedService::new(service, auth::interceptor(state.gate));
+    let router = tonic::transport::Server::builder().add_service(service);
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let server = tonic::transport::Server::builder()
-        .add_service(service)
-        // Without TCP_NODELAY, a response's small frames wait for the client's delayed ACK:
-        // every peer call of a distributed query took 40 ms more.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let mut stopping = stopping;
-                let _ = stopping.wait_for(|stop| *stop).await;
-            },
-        );
+    let stopped = async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match tls {
+            Some(tls) => {
+                let config = tls.identity.server_config(&[b"h2"]).map_err(std::io::Error::other)?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let incoming = tls_incoming(listener, acceptor, "flight", &state.metrics);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+            // Without TCP_NODELAY, a response's small frames wait for the client's delayed
+            // ACK: every peer call of a distributed query took 40 ms more.
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped,
+            )),
+        };
     tokio::pin!(server);
     tokio::select! {
-        result = &mut server => return result,
+        result = &mut server => return result.map_err(std::io::Error::other),
         _ = shutdown => { let _ = stop.send(true); }
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(result) => result,
+        Ok(result) => result.map_err(std::io::Error::other),
         Err(_) => {
             tracing::warn!("flight calls still running at shutdown were cut off");
             Ok(())

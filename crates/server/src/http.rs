@@ -47,14 +47,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use minitrue_auth::Gatekeeper;
 
+use crate::tls_incoming::{tls_incoming, TlsIncoming};
 use crate::DoorTls;
 use minitrue_common::{ErrorKind, MetricsRegistry};
 use minitrue_ingest::mqtt::{IngestCounters, PointSink, WriteBatch};
 use minitrue_ingest::{Interner, Item, ParsedMessage, Parser, Precision};
 use serde::Deserialize;
 use serde_json::json;
+use tokio_rustls::TlsAcceptor;
 
 /// What the HTTP door needs from the node.
 #[derive(Clone)]
@@ -185,43 +188,30 @@ pub async fn serve_http(
     };
     state.secure_cookies = true;
     let config = tls.identity.server_config(&[b"http/1.1"]).map_err(std::io::Error::other)?;
-    serve_https(listener, router(state), tokio_rustls::TlsAcceptor::from(config), shutdown).await
+    let incoming = tls_incoming(listener, TlsAcceptor::from(config), "http", &state.metrics);
+    serve_https(incoming, router(state), shutdown).await;
+    Ok(())
 }
 
-/// The HTTPS accept loop: a TLS handshake, then HTTP/1.1 (with upgrades, for `/ws/live`) on
-/// the router, which sees the peer address as `ConnectInfo` like over plain HTTP.
+/// The HTTPS loop: HTTP/1.1 (with upgrades, for `/ws/live`) on every TLS connection, the
+/// router seeing the peer address as `ConnectInfo` like over plain HTTP.
 async fn serve_https(
-    listener: tokio::net::TcpListener,
+    mut incoming: TlsIncoming,
     router: Router,
-    acceptor: tokio_rustls::TlsAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     tokio::pin!(shutdown);
     loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting an https connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
+        let connection = tokio::select! {
+            Some(Ok(connection)) = incoming.next() => connection,
+            _ = &mut shutdown => return,
         };
-        let acceptor = acceptor.clone();
+        let Some(peer) = connection.peer() else { continue };
         let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
         tokio::spawn(async move {
-            let stream = match acceptor.accept(socket).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "tls handshake failed");
-                    return;
-                }
-            };
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::rt::TokioIo::new(connection),
                     hyper_util::service::TowerToHyperService::new(service),
                 )
                 .with_upgrades();

@@ -11,6 +11,7 @@ mod flight;
 mod http;
 mod pgwire;
 mod stateless;
+mod tls_incoming;
 
 pub use flight::{serve_flight, FlightState, ReplicaDoor, ReplicaError};
 pub use http::{

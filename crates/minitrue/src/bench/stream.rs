@@ -76,7 +76,7 @@ async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u
     };
     tokio::spawn(async move {
         let shutdown = futures::future::pending::<()>();
-        if let Err(error) = minitrue_server::serve_flight(listener, state, shutdown).await {
+        if let Err(error) = minitrue_server::serve_flight(listener, state, None, shutdown).await {
             tracing::error!(%error, "bench flight server stopped");
         }
     });
