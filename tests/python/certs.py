@@ -16,3 +16,13 @@ def make_certificates(directory, name):
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
             "-extfile", "san.ext", "-out", "server.pem", cwd=directory)
     return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
+def make_client_certificate(directory, name):
+    """A client certificate for `name`, signed by the CA `make_certificates` left in
+    `directory`: (cert, key)."""
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)
+    (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "client.ext", "-out", f"{name}.pem", cwd=directory)
+    return directory / f"{name}.pem", directory / f"{name}.key"

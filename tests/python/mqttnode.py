@@ -28,22 +28,28 @@ def port_open(port):
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path, users=None):
+def mosquitto(tmp_path, users=None, tls=None):
     """A Mosquitto broker configured as the subscriber's module docs ask: a large in-flight
     window and no limit on the queue of a disconnected persistent session. With `users`
-    ({name: password}) anonymous clients are refused."""
+    ({name: password}) anonymous clients are refused. With `tls` ((ca, cert, key,
+    require_client_certificate) paths and flag) it speaks MQTTS only."""
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     auth = "allow_anonymous true\n"
+    # Running as root, Mosquitto drops to its own user, which cannot read a pytest tmp dir.
+    run_as = f"user {getpass.getuser()}\n"
+    if tls:
+        ca, cert, key, require_client_certificate = tls
+        auth += f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+        auth += f"require_certificate {'true' if require_client_certificate else 'false'}\n"
     if users:
         passwords = tmp_path / "mosquitto.passwd"
         passwords.write_text("")
         for user, password in users.items():
             subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
-        # Running as root, Mosquitto drops to its own user, which cannot read a pytest tmp dir.
-        auth = f"allow_anonymous false\npassword_file {passwords}\nuser {getpass.getuser()}\n"
+        auth = auth.replace("allow_anonymous true", f"allow_anonymous false\npassword_file {passwords}")
     conf.write_text(
-        f"listener {port} 127.0.0.1\n{auth}max_inflight_messages 1000\n"
+        f"listener {port} 127.0.0.1\n{auth}{run_as}max_inflight_messages 1000\n"
         "max_queued_messages 0\nmessage_size_limit 0\n"
     )
     proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,8 +19,8 @@ import pyarrow.flight as flight
 import psycopg
 import pytest
 
-from mqttnode import Node, node
-from certs import make_certificates
+from mqttnode import Node, mosquitto, node
+from certs import make_certificates, make_client_certificate
 from pgnode import MINITRUE_BIN, psql, wait_until
 
 USER, PASSWORD = "tls-admin", "tls-pass-1"
@@ -191,3 +191,36 @@ def test_cluster_nodes_call_each_other_over_tls_and_check_certificates(tmp_path)
     finally:
         for n in nodes:
             n.stop()
+
+
+def publish_over_tls(url, *settings):
+    return subprocess.run([MINITRUE_BIN, "publish", "--broker", url, *settings, "simulate", "--devices", "2",
+                           "--interval", "0", "--count", "5", "--device-prefix", "mqtts_"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_an_external_mqtts_broker_with_its_ca_and_a_client_certificate(tmp_path):
+    """Mosquitto over TLS asking for client certificates: the node subscribes and
+    `minitrue publish` publishes with --broker-ca, --broker-cert and --broker-key; without the
+    CA or the client certificate the connection fails with a clear error, never a panic."""
+    ca, cert, key = make_certificates(tmp_path / "broker", "broker")
+    client_cert, client_key = make_client_certificate(tmp_path / "broker", "minitrue-node")
+    with mosquitto(tmp_path, tls=(ca, cert, key, True)) as port:
+        url = f"mqtts://127.0.0.1:{port}"
+        client = ("--broker-ca", str(ca), "--broker-cert", str(client_cert), "--broker-key", str(client_key))
+        with node(tmp_path / "node", "--broker", url, *client) as n:
+            wait_until("the subscription", lambda: n.metric("minitrue_ingest_connections_total", door="mqtt") >= 1, 30)
+            out = publish_over_tls(url, *client)
+            assert out.returncode == 0, out.stderr
+            wait_until("the points", lambda: n.scalar("SELECT count(*) FROM readings WHERE device_id LIKE 'mqtts_%'") == "10")
+
+        untrusted = publish_over_tls(url)
+        assert untrusted.returncode != 0 and "panicked" not in untrusted.stderr, untrusted.stderr
+        assert "UnknownIssuer" in untrusted.stderr or "certificate" in untrusted.stderr.lower(), untrusted.stderr
+        anonymous = publish_over_tls(url, "--broker-ca", str(ca))
+        assert anonymous.returncode != 0 and "panicked" not in anonymous.stderr, anonymous.stderr
+        half = publish_over_tls(url, "--broker-cert", str(client_cert))
+        assert half.returncode != 0 and "go together" in half.stderr, half.stderr
+        refused = subprocess.run([MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "bad"), "--broker", url,
+                                  "--broker-ca", str(tmp_path / "missing.pem")], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "missing.pem" in refused.stderr, refused.stderr

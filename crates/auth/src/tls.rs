@@ -70,18 +70,53 @@ impl TlsIdentity {
     /// a certificate in `ca_path` (`--tls-ca`), or, without it, to one in this node's own
     /// certificate file (which works when every node's file carries the CA that signed it).
     pub fn peer_client_config(&self, ca_path: Option<&Path>) -> Result<ClientConfig, AuthError> {
-        let roots_path = ca_path.unwrap_or(&self.cert_path);
-        let mut roots = RootCertStore::empty();
-        for cert in read_certificates(roots_path)? {
-            roots.add(cert).map_err(|error| {
-                AuthError::Tls(format!("{}: not a CA certificate: {error}", roots_path.display()))
-            })?;
+        client_config(Some(ca_path.unwrap_or(&self.cert_path)), None)
+    }
+}
+
+/// A TLS client configuration with ring as the provider (rustls' process default is
+/// ambiguous in this tree and would panic): servers must chain to a certificate in
+/// `ca_path`, or without it to the platform's trusted roots; with `identity` (a certificate
+/// chain file and its key file) the client presents that certificate when asked.
+pub fn client_config(
+    ca_path: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, AuthError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    match ca_path {
+        Some(path) => {
+            for cert in read_certificates(path)? {
+                roots.add(cert).map_err(|error| {
+                    AuthError::Tls(format!("{}: not a CA certificate: {error}", path.display()))
+                })?;
+            }
         }
-        Ok(ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| AuthError::Tls(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth())
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(AuthError::Tls(
+                    "this machine has no trusted CA certificates; name the broker's CA file"
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| AuthError::Tls(error.to_string()))?
+        .with_root_certificates(roots);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_path, key_path)) => builder
+            .with_client_auth_cert(read_certificates(cert_path)?, read_key(key_path)?)
+            .map_err(|error| {
+                AuthError::Tls(format!(
+                    "{}: does not fit the certificate: {error}",
+                    key_path.display()
+                ))
+            }),
     }
 }
 
@@ -99,12 +134,11 @@ fn read_identity(
     key_path: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, AuthError> {
-    let bad = |path: &Path, what: String| AuthError::Tls(format!("{}: {what}", path.display()));
     let chain = read_certificates(cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|error| bad(key_path, format!("no private key: {error}")))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|error| bad(key_path, format!("does not fit the certificate: {error}")))
+    let key = read_key(key_path)?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|error| {
+        AuthError::Tls(format!("{}: does not fit the certificate: {error}", key_path.display()))
+    })
 }
 
 /// Every certificate of a PEM file; at least one.
@@ -118,4 +152,9 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, AuthEr
         return Err(bad("no certificate in the file".to_string()));
     }
     Ok(certificates)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, AuthError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|error| AuthError::Tls(format!("{}: no private key: {error}", path.display())))
 }

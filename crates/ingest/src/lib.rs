@@ -38,6 +38,7 @@
 //! ```
 
 pub mod broker;
+pub mod client;
 mod error;
 pub mod formats;
 pub mod mqtt;

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use minitrue_common::{ErrorKind, Metric, MetricsSource, Point};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+
+use crate::client::{client_options, BrokerTls, BrokerUrlError};
 use tokio::sync::mpsc;
 
 use crate::formats::{
@@ -90,6 +92,8 @@ pub struct SubscriberConfig {
     pub share_group: Option<String>,
     /// User name and password for the broker (kept out of the URL, which is printed).
     pub login: Option<MqttLogin>,
+    /// CA and client certificate for an `mqtts://` broker.
+    pub tls: BrokerTls,
 }
 
 /// A user name and password for an MQTT broker. `Debug` hides the password.
@@ -115,6 +119,7 @@ impl SubscriberConfig {
             max_packet_bytes: 4 << 20,
             share_group: None,
             login: None,
+            tls: BrokerTls::default(),
         }
     }
 }
@@ -242,8 +247,8 @@ mod reason_counters {
 /// Errors that stop the subscriber before it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriberError {
-    #[error("bad broker url {url}: {reason}")]
-    BadBrokerUrl { url: String, reason: String },
+    #[error(transparent)]
+    BadBroker(#[from] BrokerUrlError),
 }
 
 impl SubscriberError {
@@ -253,15 +258,8 @@ impl SubscriberError {
 }
 
 fn mqtt_options(config: &SubscriberConfig) -> Result<MqttOptions, SubscriberError> {
-    let bad =
-        |reason: String| SubscriberError::BadBrokerUrl { url: config.broker_url.clone(), reason };
-    // rumqttc takes the client id from the URL's query string.
-    let separator = if config.broker_url.contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}client_id={}", config.broker_url, config.client_id);
-    let mut options = MqttOptions::parse_url(url).map_err(|e| bad(e.to_string()))?;
-    if let Some(login) = &config.login {
-        options.set_credentials(login.username.clone(), login.password.clone());
-    }
+    let mut options =
+        client_options(&config.broker_url, &config.client_id, config.login.as_ref(), &config.tls)?;
     options
         .set_clean_session(false)
         .set_manual_acks(true)

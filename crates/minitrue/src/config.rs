@@ -123,6 +123,16 @@ pub struct ServeArgs {
     /// MINITRUE_BROKER_PASSWORD).
     #[arg(long = "broker-password-file")]
     pub broker_password_file: Option<PathBuf>,
+    /// PEM CA certificate an mqtts:// --broker's certificate must chain to (default: the
+    /// machine's trusted roots).
+    #[arg(long = "broker-ca")]
+    pub broker_ca: Option<PathBuf>,
+    /// PEM client certificate for an mqtts:// --broker that asks for one (with --broker-key).
+    #[arg(long = "broker-cert")]
+    pub broker_cert: Option<PathBuf>,
+    /// PEM private key of --broker-cert.
+    #[arg(long = "broker-key")]
+    pub broker_key: Option<PathBuf>,
     /// With --broker, `shared` (default): each message goes to one node of the cluster, which
     /// routes it; `every-node`: every node receives every message and keeps what it owns.
     #[arg(long = "mqtt-subscription", value_enum)]
@@ -207,6 +217,9 @@ pub struct NodeConfig {
     /// The login at the external broker; never printed.
     #[serde(serialize_with = "masked_login")]
     pub broker_login: Option<MqttLogin>,
+    pub broker_ca: Option<PathBuf>,
+    pub broker_cert: Option<PathBuf>,
+    pub broker_key: Option<PathBuf>,
     pub mqtt_subscription: MqttSubscription,
     pub topic_templates: Vec<String>,
     /// Simulated sensors to run (0: none).
@@ -298,6 +311,9 @@ impl ServeArgs {
             },
             broker,
             broker_login,
+            broker_ca: layer!(broker_ca),
+            broker_cert: layer!(broker_cert),
+            broker_key: layer!(broker_key),
             mqtt_subscription: layer!(mqtt_subscription).unwrap_or(MqttSubscription::Shared),
             topic_templates: layer!(topic_template).unwrap_or_default(),
             simulate: layer!(simulate).unwrap_or(0),
@@ -360,6 +376,9 @@ impl ServeArgs {
             dead_node_timeout: parsed(env, "MINITRUE_DEAD_NODE_TIMEOUT")?,
             repair_interval: parsed(env, "MINITRUE_REPAIR_INTERVAL")?,
             broker: env("MINITRUE_BROKER"),
+            broker_ca: env("MINITRUE_BROKER_CA").map(PathBuf::from),
+            broker_cert: env("MINITRUE_BROKER_CERT").map(PathBuf::from),
+            broker_key: env("MINITRUE_BROKER_KEY").map(PathBuf::from),
             broker_username: env("MINITRUE_BROKER_USERNAME"),
             broker_password_file: env("MINITRUE_BROKER_PASSWORD_FILE").map(PathBuf::from),
             mqtt_subscription: match env("MINITRUE_MQTT_SUBSCRIPTION") {

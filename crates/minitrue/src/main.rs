@@ -33,7 +33,7 @@ enum Command {
     /// Run a node: storage, SQL over the Postgres wire protocol, MQTT ingestion.
     Serve(Box<config::ServeArgs>),
     /// Publish sensor readings over MQTT: simulated, from a serial port, or replayed from CSV.
-    Publish(publish::PublishArgs),
+    Publish(Box<publish::PublishArgs>),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
     Import(import::ImportArgs),
     /// Manage the users of a node (passwords for psql, Basic auth, MQTT, the web UI).
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { which } => bench::run(which),
         Command::Import(args) => import::run(args),
         Command::Serve(args) => serve::run(*args),
-        Command::Publish(args) => publish::run(args),
+        Command::Publish(args) => publish::run(*args),
         Command::User { which } => users::run_user(which),
         Command::Token { which } => users::run_token(which),
     }

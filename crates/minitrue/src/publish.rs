@@ -19,15 +19,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use minitrue_ingest::client::{client_options, BrokerTls};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::json;
 use tokio::sync::watch;
 
 #[derive(Args, Debug, Clone)]
 pub struct PublishArgs {
-    /// Broker URL: mqtt://[user:password@]host:port (a node's embedded broker listens on 1883).
+    /// Broker URL: mqtt://[user:password@]host:port or mqtts://… (a node's embedded broker
+    /// listens on 1883, and with TLS on 8883).
     #[arg(long, default_value = "mqtt://127.0.0.1:1883", global = true)]
     pub broker: String,
     /// MQTT client id (default: minitrue-publish-<pid>).
@@ -46,6 +48,16 @@ pub struct PublishArgs {
     /// simulated sensors).
     #[arg(skip)]
     pub login: Option<minitrue_ingest::mqtt::MqttLogin>,
+    /// PEM CA certificate an mqtts:// broker's certificate must chain to (default: the
+    /// machine's trusted roots).
+    #[arg(long = "broker-ca", global = true)]
+    pub broker_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for an mqtts:// broker that asks for one (with --broker-key).
+    #[arg(long = "broker-cert", global = true)]
+    pub broker_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --broker-cert.
+    #[arg(long = "broker-key", global = true)]
+    pub broker_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub source: Source,
 }
@@ -226,14 +238,9 @@ impl Publisher {
         client_id: &str,
         topic_prefix: &str,
         login: Option<minitrue_ingest::mqtt::MqttLogin>,
+        tls: &BrokerTls,
     ) -> anyhow::Result<Self> {
-        let separator = if broker.contains('?') { '&' } else { '?' };
-        let mut options =
-            MqttOptions::parse_url(format!("{broker}{separator}client_id={client_id}"))
-                .with_context(|| format!("bad broker url {broker}"))?;
-        if let Some(login) = login {
-            options.set_credentials(login.username, login.password);
-        }
+        let mut options = client_options(broker, client_id, login.as_ref(), tls)?;
         options.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(4 << 20, 4 << 20);
         options.set_inflight(1000);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
@@ -327,8 +334,13 @@ pub async fn publish(args: PublishArgs, stop: watch::Receiver<bool>) -> anyhow::
         Some(login) => Some(login),
         None => cli_login(&args)?,
     };
+    let tls = BrokerTls {
+        ca: args.broker_ca.clone(),
+        cert: args.broker_cert.clone(),
+        key: args.broker_key.clone(),
+    };
     let mut publisher =
-        Publisher::connect(&args.broker, &client_id, &args.topic_prefix, login).await?;
+        Publisher::connect(&args.broker, &client_id, &args.topic_prefix, login, &tls).await?;
     match args.source {
         Source::Simulate(sim) => simulate(&mut publisher, &sim, stop).await?,
         Source::Serial(serial) => read_serial(&mut publisher, &serial, stop).await?,

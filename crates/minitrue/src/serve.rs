@@ -20,6 +20,7 @@ use minitrue_common::{MetricsRegistry, SeriesKey};
 use minitrue_ingest::broker::{
     serve_front_door, start_embedded_broker, EmbeddedBrokerConfig, FrontCounters,
 };
+use minitrue_ingest::client::BrokerTls;
 use minitrue_ingest::mqtt::{
     run_subscriber, run_subscriber_or_leave, IngestCounters, MqttLogin, PointSink, SinkError,
     SubscriberConfig, WriteBatch,
@@ -92,6 +93,7 @@ struct SessionTemplate {
     broker_url: String,
     share_group: String,
     login: Option<MqttLogin>,
+    tls: BrokerTls,
 }
 
 /// Drains the broker sessions of dead nodes (see
@@ -142,6 +144,7 @@ fn spawn_session_takeover(
                     SubscriberConfig::new(template.broker_url.clone(), session.client_id);
                 subscriber.share_group = Some(template.share_group.clone());
                 subscriber.login = template.login.clone();
+                subscriber.tls = template.tls.clone();
                 let (parser, sink, counters) = (parser.clone(), sink.clone(), counters.clone());
                 tokio::spawn(async move {
                     let result = run_subscriber(
@@ -412,8 +415,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
 
     if config.mode != Mode::Query {
         // The node's own login at its embedded broker (none for an external one).
-        let (mqtt_url, mqtt_login) = match &config.broker {
-            Some(broker) => (broker.clone(), config.broker_login.clone()),
+        let (mqtt_url, mqtt_login, broker_tls) = match &config.broker {
+            Some(broker) => (broker.clone(), config.broker_login.clone(), broker_tls(&config)?),
             None => {
                 let broker =
                     start_mqtt_door(&config, &gate, tls.as_ref(), &metrics, stopping.clone())
@@ -426,14 +429,21 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                         );
                     }
                 }
+                if [&config.broker_ca, &config.broker_cert, &config.broker_key]
+                    .iter()
+                    .any(|file| file.is_some())
+                {
+                    anyhow::bail!("--broker-ca, --broker-cert and --broker-key need --broker");
+                }
                 tasks.extend(broker.tasks);
-                (broker.internal_url, Some(broker.login))
+                (broker.internal_url, Some(broker.login), BrokerTls::default())
             }
         };
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("mqtt"));
         let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
         subscriber.login = mqtt_login.clone();
+        subscriber.tls = broker_tls.clone();
         let share_group = mqtt_share_group(&config);
         subscriber.share_group = share_group.clone();
         // Every node receives everything and keeps what it owns; otherwise what this node
@@ -468,6 +478,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                     broker_url: mqtt_url.clone(),
                     share_group: share_group.clone(),
                     login: mqtt_login.clone(),
+                    tls: broker_tls.clone(),
                 },
                 parser.clone(),
                 sink.clone(),
@@ -493,6 +504,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 username: None,
                 password_file: None,
                 login: mqtt_login.clone(),
+                broker_ca: broker_tls.ca.clone(),
+                broker_cert: broker_tls.cert.clone(),
+                broker_key: broker_tls.key.clone(),
                 source: publish::Source::Simulate(publish::SimulateArgs::defaults(config.simulate)),
             };
             let stopping = stopping.clone();
@@ -731,6 +745,20 @@ fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorT
         });
     }
     Ok(Some(minitrue_server::DoorTls { identity, required: config.tls_required }))
+}
+
+/// TLS towards the external broker (`--broker-ca`, `--broker-cert`, `--broker-key`),
+/// checked now so that a wrong file stops the start rather than the subscriber.
+fn broker_tls(config: &NodeConfig) -> anyhow::Result<BrokerTls> {
+    let tls = BrokerTls {
+        ca: config.broker_ca.clone(),
+        cert: config.broker_cert.clone(),
+        key: config.broker_key.clone(),
+    };
+    if let Some(broker) = &config.broker {
+        minitrue_ingest::client::client_options(broker, &config.node_id, None, &tls)?;
+    }
+    Ok(tls)
 }
 
 /// TLS for calls to other nodes: with TLS on the doors, the peers' Flight doors speak it too.
