@@ -6,7 +6,8 @@ COPY . .
 RUN cargo build --release -p minitrue && cp target/release/minitrue /usr/local/bin/minitrue
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# openssl: docker-compose.yml's certs service makes the cluster's certificates with it.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates openssl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/minitrue /usr/local/bin/minitrue
 # HTTP, Postgres, Flight, gossip (UDP), embedded MQTT.
