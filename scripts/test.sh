@@ -37,7 +37,7 @@ fi
 cargo build -p minitrue --quiet
 export MINITRUE_BIN="$CARGO_TARGET_DIR/debug/minitrue"
 
-step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, socat (serial-port tests), psql, Go + pgx/lib/pq (Grafana's drivers), pgjdbc, Chromium (web UI tests)"
+step "system packages (Debian): VictoriaMetrics (B2 reference), Mosquitto, socat (serial-port tests), psql, Go + pgx/lib/pq (Grafana's drivers), pgjdbc, Chromium (web UI tests), openssl (test certificates)"
 missing=()
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -50,6 +50,7 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
@@ -62,6 +63,7 @@ cargo test -p minitrue-gorilla --benches --quiet
   --out "$CARGO_TARGET_DIR/bench-ingest-smoke.md"
 "$MINITRUE_BIN" bench query --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-query-smoke.md"
 "$MINITRUE_BIN" bench stream --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-stream-smoke.md"
+"$MINITRUE_BIN" bench auth --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-auth-smoke.md"
 "$MINITRUE_BIN" bench cluster --scale tiny --python "$PY" --out "$CARGO_TARGET_DIR/bench-cluster-smoke.md"
 
 step "fuzz targets, 20 s each (scripts/fuzz.sh runs them longer)"

@@ -1,6 +1,7 @@
 //! Benchmark commands. Each prints the machine it ran on, absolute figures, and ratios against
 //! a reference measured in the same run (see shared BENCHMARKS.md).
 
+mod auth;
 mod cluster;
 mod ingest;
 mod query;
@@ -101,6 +102,9 @@ pub enum BenchCommand {
     /// B6: a 10 M-row result streamed to Python: Flight SQL (ADBC) and plain Flight to
     /// pyarrow, pgwire to psycopg, against DuckDB reading the same points from Parquet.
     Stream(ClientBenchArgs),
+    /// B5 (b) over pgwire with TLS and SCRAM against plaintext without authentication, and
+    /// the cost of setting a connection up.
+    Auth(ClientBenchArgs),
 }
 
 /// The arguments of the benchmarks that load B5's points and drive them from a Python client.
@@ -181,6 +185,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Stream(a) => {
             report(stream::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
+        }
+        BenchCommand::Auth(a) => {
+            report(auth::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
         }
     }
 }
