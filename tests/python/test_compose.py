@@ -67,11 +67,12 @@ def localised(command, tmp_path, password_config=None):
 
 
 def resolved(command, tmp_path):
-    """The node configuration `minitrue <command>` would run with."""
+    """The settings `minitrue <command>` would run with (`--print-config` prints them by
+    section; the names are unique across sections)."""
     local = localised(command, tmp_path, "mqtt-node-password")
     out = subprocess.run([MINITRUE_BIN, *local, "--print-config"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return {key: value for section in json.loads(out.stdout).values() for key, value in section.items()}
 
 
 def test_three_nodes_join_one_seed_with_their_own_addresses_and_volumes(tmp_path):
@@ -94,7 +95,7 @@ def test_three_nodes_join_one_seed_with_their_own_addresses_and_volumes(tmp_path
         assert config["replication_factor"] == 3 and config["write_quorum"] == 2
         assert config["seeds"] == ([] if name == "node1" else [f"{seed_ip}:{configs['node1']['gossip_port']}"])
         # The broker login comes from a mounted file and is never shown.
-        assert config["broker_login"] == "minitrue / ********", config["broker_login"]
+        assert config["login"] == "minitrue / ********", config["login"]
         assert ENVIRONMENT["MQTT_NODE_PASSWORD"] not in json.dumps(config)
         # TLS on every door with the node's own certificate, naming its fixed IP for its peers.
         assert pathlib.Path(config["tls_cert"]).name == f"{name}.pem"

@@ -3,16 +3,16 @@
 //! `bench`.
 
 mod bench;
-mod config;
 mod datasets;
 mod import;
 mod publish;
 mod serve;
+mod settings;
 mod users;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "minitrue",
     version,
@@ -31,7 +31,7 @@ enum Command {
         which: bench::BenchCommand,
     },
     /// Run a node: storage, SQL over the Postgres wire protocol, MQTT ingestion.
-    Serve(Box<config::ServeArgs>),
+    Serve(Box<settings::ServeArgs>),
     /// Publish sensor readings over MQTT: simulated, from a serial port, or replayed from CSV.
     Publish(Box<publish::PublishArgs>),
     /// Bulk-load CSV files into a data directory (durable when the command returns).
@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
         // Colours only on a terminal: logs in files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    // `serve --config FILE` supplies defaults to the command line (see settings.rs).
+    let cli: Cli = settings::parse_cli()?;
     match cli.command {
         Command::Bench { which } => bench::run(which),
         Command::Import(args) => import::run(args),

@@ -26,6 +26,8 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::settings::span::parse_duration;
+
 #[derive(Args, Debug, Clone)]
 pub struct PublishArgs {
     /// Broker URL: mqtt://[user:password@]host:port or mqtts://… (a node's embedded broker
@@ -161,28 +163,6 @@ pub struct CsvArgs {
     pub batch: usize,
 }
 
-/// `1s`, `250ms`, `2m`, `1h`, `0`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 1s"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" | "" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m, h)")),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 /// The login given on the command line: --username with --password-file or
 /// MINITRUE_MQTT_PASSWORD.
 fn cli_login(args: &PublishArgs) -> anyhow::Result<Option<minitrue_ingest::mqtt::MqttLogin>> {
@@ -190,7 +170,7 @@ fn cli_login(args: &PublishArgs) -> anyhow::Result<Option<minitrue_ingest::mqtt:
         return Ok(None);
     };
     let password = match &args.password_file {
-        Some(path) => crate::config::first_line(path)?,
+        Some(path) => crate::settings::first_line(path)?,
         None => std::env::var("MINITRUE_MQTT_PASSWORD").map_err(|_| {
             anyhow::anyhow!("--username needs --password-file or MINITRUE_MQTT_PASSWORD")
         })?,
@@ -612,16 +592,6 @@ async fn replay_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("1 fortnight").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn sensor_lines_in_both_shapes() {

@@ -26,15 +26,15 @@ use minitrue_ingest::mqtt::{
     SubscriberConfig, WriteBatch,
 };
 use minitrue_ingest::{FormatConfig, Parser};
-use minitrue_storage::{Engine, EngineConfig, Tags};
+use minitrue_storage::{Engine, Tags};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Mode, MqttSubscription, NodeConfig, ServeArgs};
 use crate::publish;
+use crate::settings::{Mode, MqttSubscription, ServeArgs, Settings};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.resolve(&|name| std::env::var(name).ok())?;
+    let config = args.settings.resolve(&|name| std::env::var(name).ok())?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
@@ -88,12 +88,11 @@ impl PointSink for ClusterSink {
     }
 }
 
-/// What a takeover subscriber needs to pose as another node's subscriber.
+/// What a takeover subscriber needs to pose as another node's subscriber: this node's
+/// subscriber configuration (broker, login, TLS, limits) and the cluster's share group.
 struct SessionTemplate {
-    broker_url: String,
+    subscriber: SubscriberConfig,
     share_group: String,
-    login: Option<MqttLogin>,
-    tls: BrokerTls,
 }
 
 /// Drains the broker sessions of dead nodes (see
@@ -135,16 +134,14 @@ fn spawn_session_takeover(
             });
             for (node, session) in wanted {
                 // Only a session on this node's own broker can be taken over from here.
-                if drains.contains_key(&node) || session.broker != template.broker_url {
+                if drains.contains_key(&node) || session.broker != template.subscriber.broker_url {
                     continue;
                 }
                 tracing::info!(node = %node, "draining the mqtt session of a dead node");
                 let (end, ended) = watch::channel(false);
-                let mut subscriber =
-                    SubscriberConfig::new(template.broker_url.clone(), session.client_id);
+                let mut subscriber = template.subscriber.clone();
+                subscriber.client_id = session.client_id;
                 subscriber.share_group = Some(template.share_group.clone());
-                subscriber.login = template.login.clone();
-                subscriber.tls = template.tls.clone();
                 let (parser, sink, counters) = (parser.clone(), sink.clone(), counters.clone());
                 tokio::spawn(async move {
                     let result = run_subscriber(
@@ -273,29 +270,35 @@ async fn bind(ip: IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 /// (and goes stale), so the node must not rejoin with it.
 const DECOMMISSIONED_MARKER: &str = "DECOMMISSIONED";
 
-async fn serve(config: NodeConfig) -> anyhow::Result<()> {
-    let marker = config.data_dir.join(DECOMMISSIONED_MARKER);
+async fn serve(config: Settings) -> anyhow::Result<()> {
+    let marker = config.storage.data_dir.join(DECOMMISSIONED_MARKER);
     if marker.exists() {
         anyhow::bail!(
             "{} was decommissioned: its ranges were handed to the other nodes and what it holds \
              is stale. Start a new node with an empty --data-dir (or delete this one) to join \
              again",
-            config.data_dir.display()
+            config.storage.data_dir.display()
         );
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let credentials = minitrue_auth::Credentials::open(&config.data_dir)
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
+    let credentials = minitrue_auth::Credentials::open(&config.storage.data_dir)
         .context("reading the users of this node")?;
     let gate = minitrue_auth::Gatekeeper::new(credentials);
-    if let (Some(path), false) = (&config.bootstrap_users, gate.required()) {
-        crate::users::bootstrap(&config.data_dir, path)?;
+    if let (Some(path), false) = (&config.security.bootstrap_users, gate.required()) {
+        crate::users::bootstrap(&config.storage.data_dir, path)?;
     }
     check_exposure(&config, &gate)?;
     let tls = door_tls(&config)?;
     let peer_tls = peer_tls(&config, tls.as_ref())?;
-    let mut engine_config = EngineConfig::new(&config.data_dir);
-    engine_config.object_store_url = config.store_url.clone();
+    let engine_config = config.storage.engine_config(config.wal.options());
+    if let minitrue_storage::SyncPolicy::Interval(window) = engine_config.wal.sync {
+        tracing::warn!(
+            "--wal-sync {}: writes are acknowledged before they are on disk; a power cut loses \
+             up to {window:?} of acknowledged points (a killed process loses none)",
+            config.wal.sync
+        );
+    }
     let (engine, report) =
         Engine::open(engine_config).await.context("opening the storage engine")?;
     tracing::info!(files = report.files, replayed = report.wal_records_replayed, "storage open");
@@ -303,25 +306,29 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let metrics = MetricsRegistry::new();
     metrics.register(engine.clone());
     metrics.register(Arc::new(gate.clone().metrics()));
-    let format =
-        FormatConfig { topic_templates: config.topic_templates.clone(), ..Default::default() };
+    let format = FormatConfig {
+        topic_templates: config.ingest.topic_template.clone(),
+        ..Default::default()
+    };
     let parser = Arc::new(Parser::new(format).context("the topic templates")?);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut ready = serde_json::Map::new();
-    ready.insert("node_id".into(), config.node_id.clone().into());
+    ready.insert("node_id".into(), config.node.node_id.clone().into());
 
     // Every listener is bound first, so the HTTP door can name all of them (`/api/v1/cluster`)
     // and gossip can publish them.
-    let serves_queries = config.mode != Mode::Ingest;
-    let http = bind(config.http_listen, config.http_port, "http").await?;
+    let serves_queries = config.node.mode != Mode::Ingest;
+    let http = bind(config.network.http_listen(), config.network.http_port, "http").await?;
     let http_address = http.local_addr()?;
     let flight = match serves_queries {
-        true => Some(bind(config.flight_listen, config.flight_port, "flight").await?),
+        true => {
+            Some(bind(config.network.flight_listen(), config.network.flight_port, "flight").await?)
+        }
         false => None,
     };
     let postgres = match serves_queries {
-        true => Some(bind(config.pg_listen, config.pg_port, "postgres").await?),
+        true => Some(bind(config.network.pg_listen(), config.network.pg_port, "postgres").await?),
         false => None,
     };
     ready.insert("http".into(), http_address.to_string().into());
@@ -349,21 +356,17 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     ready.insert("gossip".into(), gossip_address.to_string().into());
     println!(
         "cluster: gossip on udp {gossip_address}{}",
-        match config.seeds.is_empty() {
+        match config.cluster.seeds().is_empty() {
             true => " (no seeds: a cluster of one until others join)".to_string(),
-            false => format!(", seeds {}", config.seeds.join(",")),
+            false => format!(", seeds {}", config.cluster.seeds().join(",")),
         }
     );
 
     // Every door writes through the replicator: to each point's owners, with the quorum.
-    let hints = minitrue_cluster::HintStore::open(config.data_dir.join("hints"))
+    let hints = minitrue_cluster::HintStore::open(config.storage.data_dir.join("hints"))
         .context("opening the hints directory")?;
-    let replication = ReplicationConfig {
-        write_quorum: config.write_quorum,
-        max_hint_age: config.dead_node_timeout,
-        peer_tls: peer_tls.clone(),
-        ..ReplicationConfig::default()
-    };
+    let replication =
+        ReplicationConfig { peer_tls: peer_tls.clone(), ..config.cluster.replication() };
     let replicator = Replicator::new(
         topology.clone(),
         engine.clone(),
@@ -376,10 +379,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     // Anti-entropy: the node is `recovering` until it has repaired with the nodes it shares
     // ranges with, then repairs after ring changes and every --repair-interval.
     let repair = minitrue_cluster::repair::RepairConfig {
-        interval: config.repair_interval,
-        settle: settle_time(&config),
         peer_tls: peer_tls.clone(),
-        ..Default::default()
+        ..config.cluster.repair(settle_time(&config))
     };
     let repairer =
         minitrue_cluster::repair::Repairer::new(topology.clone(), engine.clone(), repair);
@@ -388,7 +389,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     // Decommission (`POST /api/v1/cluster/decommission`): its last step before leaving stops
     // MQTT ingest for good, then it waits until the subscriber has left the broker.
     let (leave_ingest, ingest_leaving) = watch::channel(false);
-    let (ingest_gone, ingest_left) = watch::channel(config.mode == Mode::Query);
+    let (ingest_gone, ingest_left) = watch::channel(config.node.mode == Mode::Query);
     let stop_ingest: minitrue_cluster::decommission::StopIngest = Box::new(move || {
         leave_ingest.send_replace(true);
         let mut left = ingest_left.clone();
@@ -413,10 +414,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let sink: Arc<dyn PointSink> =
         Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: false });
 
-    if config.mode != Mode::Query {
+    if config.node.mode != Mode::Query {
         // The node's own login at its embedded broker (none for an external one).
-        let (mqtt_url, mqtt_login, broker_tls) = match &config.broker {
-            Some(broker) => (broker.clone(), config.broker_login.clone(), broker_tls(&config)?),
+        let (mqtt_url, mqtt_login, broker_tls) = match &config.mqtt.broker {
+            Some(broker) => (broker.clone(), config.mqtt.login.clone(), broker_tls(&config)?),
             None => {
                 let broker =
                     start_mqtt_door(&config, &gate, tls.as_ref(), &metrics, stopping.clone())
@@ -429,7 +430,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                         );
                     }
                 }
-                if [&config.broker_ca, &config.broker_cert, &config.broker_key]
+                if [&config.mqtt.broker_ca, &config.mqtt.broker_cert, &config.mqtt.broker_key]
                     .iter()
                     .any(|file| file.is_some())
                 {
@@ -441,14 +442,15 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         };
         let counters = Arc::new(IngestCounters::default());
         metrics.register(counters.clone().metrics("mqtt"));
-        let mut subscriber = SubscriberConfig::new(mqtt_url.clone(), mqtt_client_id(&config));
+        let mut subscriber = config.mqtt.subscriber(&mqtt_url, &mqtt_client_id(&config));
         subscriber.login = mqtt_login.clone();
         subscriber.tls = broker_tls.clone();
         let share_group = mqtt_share_group(&config);
         subscriber.share_group = share_group.clone();
+        let takeover = subscriber.clone();
         // Every node receives everything and keeps what it owns; otherwise what this node
         // receives (its share, or all of its embedded broker's) goes to the owners.
-        let mqtt_sink: Arc<dyn PointSink> = match config.mqtt_subscription {
+        let mqtt_sink: Arc<dyn PointSink> = match config.mqtt.mqtt_subscription {
             MqttSubscription::Shared => sink.clone(),
             MqttSubscription::EveryNode => {
                 Arc::new(ClusterSink { replicator: replicator.clone(), owned_only: true })
@@ -474,12 +476,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         if let Some(share_group) = &share_group {
             tasks.push(spawn_session_takeover(
                 topology.clone(),
-                SessionTemplate {
-                    broker_url: mqtt_url.clone(),
-                    share_group: share_group.clone(),
-                    login: mqtt_login.clone(),
-                    tls: broker_tls.clone(),
-                },
+                SessionTemplate { subscriber: takeover, share_group: share_group.clone() },
                 parser.clone(),
                 sink.clone(),
                 metrics.clone(),
@@ -489,17 +486,17 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         ready.insert("mqtt_broker".into(), mqtt_url.clone().into());
         println!(
             "mqtt: subscribed at {mqtt_url} ({})",
-            match (config.mqtt_subscription, &share_group) {
+            match (config.mqtt.mqtt_subscription, &share_group) {
                 (MqttSubscription::EveryNode, _) => "every node: each keeps what it owns",
                 (_, Some(_)) => "shared: each message to one node of the cluster",
                 (_, None) => "this node's own broker",
             }
         );
 
-        if config.simulate > 0 {
+        if config.node.simulate > 0 {
             let args = publish::PublishArgs {
                 broker: mqtt_url,
-                client_id: Some(format!("minitrue-{}-simulator", config.node_id)),
+                client_id: Some(format!("minitrue-{}-simulator", config.node.node_id)),
                 topic_prefix: "iot/sensors".to_string(),
                 username: None,
                 password_file: None,
@@ -507,7 +504,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 broker_ca: broker_tls.ca.clone(),
                 broker_cert: broker_tls.cert.clone(),
                 broker_key: broker_tls.key.clone(),
-                source: publish::Source::Simulate(publish::SimulateArgs::defaults(config.simulate)),
+                source: publish::Source::Simulate(publish::SimulateArgs::defaults(
+                    config.node.simulate,
+                )),
             };
             let stopping = stopping.clone();
             tasks.push(tokio::spawn(async move {
@@ -519,7 +518,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                     tracing::error!(error = format!("{error:#}"), "simulated sensors stopped");
                 }
             }));
-            println!("simulating {} sensors: temperature every second", config.simulate);
+            println!("simulating {} sensors: temperature every second", config.node.simulate);
         }
     }
 
@@ -528,7 +527,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         // Queries read one live owner of every range, here or on peers.
         let reads = Arc::new(minitrue_cluster::ClusterReads::new(
             topology.clone(),
-            ReplicationConfig::default().peer_timeout,
+            config.cluster.peer_timeout.0,
             peer_tls,
         ));
         metrics.register(reads.metrics());
@@ -540,7 +539,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Some(
             minitrue_query::session_in_cluster(
                 engine.clone(),
-                minitrue_query::QueryOptions::default(),
+                config.query.options(),
                 metrics.clone(),
                 Some(hooks),
             )
@@ -563,9 +562,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         gate.clone(),
     )
     .with_live(Arc::new(EngineLive(engine.clone())))
-    .with_node(minitrue_server::NodeIdentity { node_id: config.node_id.clone(), addresses })
+    .with_node(minitrue_server::NodeIdentity { node_id: config.node.node_id.clone(), addresses })
     .with_decommission(Arc::new(DecommissionDoor(decommission.clone())));
-    http_state.metrics_public = config.metrics_public;
+    http_state.metrics_public = config.security.metrics_public;
+    http_state.max_body_bytes = config.ingest.http_max_body_bytes as usize;
     if let Some(session) = &session {
         http_state = http_state.with_sql(session.clone());
     }
@@ -622,11 +622,11 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         println!("postgres: psql -h {} -p {} -U minitrue minitrue", address.ip(), address.port());
     }
 
-    if let Some(path) = &config.ready_file {
+    if let Some(path) = &config.node.ready_file {
         std::fs::write(path, serde_json::Value::Object(ready).to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("minitrue node {} ready", config.node_id);
+    println!("minitrue node {} ready", config.node.node_id);
 
     let decommissioned = tokio::select! {
         _ = shutdown_signal() => false,
@@ -643,7 +643,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let note = "This node was decommissioned: its ranges were handed to the other nodes. \
                     Start a new node with an empty data directory to join again.\n";
         std::fs::write(&marker, note).with_context(|| format!("writing {}", marker.display()))?;
-        println!("minitrue node {} left the cluster (decommissioned)", config.node_id);
+        println!("minitrue node {} left the cluster (decommissioned)", config.node.node_id);
     }
     Ok(())
 }
@@ -661,7 +661,7 @@ struct MqttDoor {
 }
 
 async fn start_mqtt_door(
-    config: &NodeConfig,
+    config: &Settings,
     gate: &Arc<minitrue_auth::Gatekeeper>,
     tls: Option<&minitrue_server::DoorTls>,
     metrics: &MetricsRegistry,
@@ -685,11 +685,15 @@ async fn start_mqtt_door(
     let plain = !tls.is_some_and(|tls| tls.required);
     let mut listeners = Vec::new();
     if plain {
-        listeners.push((bind(config.mqtt_listen, config.mqtt_port, "mqtt").await?, None));
+        listeners.push((
+            bind(config.network.mqtt_listen(), config.network.mqtt_port, "mqtt").await?,
+            None,
+        ));
     }
     if let Some(tls) = tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.identity.server_config(&[])?);
-        let listener = bind(config.mqtt_listen, config.mqtts_port, "mqtts").await?;
+        let listener =
+            bind(config.network.mqtt_listen(), config.network.mqtts_port, "mqtts").await?;
         listeners.push((listener, Some(acceptor)));
     }
     for (listener, acceptor) in listeners {
@@ -711,10 +715,10 @@ async fn start_mqtt_door(
 }
 
 /// The node's TLS identity, when --tls-cert and --tls-key are given, reloaded on SIGHUP.
-fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorTls>> {
-    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+fn door_tls(config: &Settings) -> anyhow::Result<Option<minitrue_server::DoorTls>> {
+    let (cert, key) = match (&config.security.tls_cert, &config.security.tls_key) {
         (Some(cert), Some(key)) => (cert, key),
-        (None, None) if config.tls_required => {
+        (None, None) if config.security.tls_required => {
             anyhow::bail!("--tls-required needs --tls-cert and --tls-key")
         }
         (None, None) => return Ok(None),
@@ -724,7 +728,7 @@ fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorT
     println!(
         "tls: postgres, http, flight and mqtts doors use {}{}",
         cert.display(),
-        match config.tls_required {
+        match config.security.tls_required {
             true => " (plaintext refused)",
             false => "",
         }
@@ -744,61 +748,62 @@ fn door_tls(config: &NodeConfig) -> anyhow::Result<Option<minitrue_server::DoorT
             }
         });
     }
-    Ok(Some(minitrue_server::DoorTls { identity, required: config.tls_required }))
+    Ok(Some(minitrue_server::DoorTls { identity, required: config.security.tls_required }))
 }
 
 /// TLS towards the external broker (`--broker-ca`, `--broker-cert`, `--broker-key`),
 /// checked now so that a wrong file stops the start rather than the subscriber.
-fn broker_tls(config: &NodeConfig) -> anyhow::Result<BrokerTls> {
-    let tls = BrokerTls {
-        ca: config.broker_ca.clone(),
-        cert: config.broker_cert.clone(),
-        key: config.broker_key.clone(),
-    };
-    if let Some(broker) = &config.broker {
-        minitrue_ingest::client::client_options(broker, &config.node_id, None, &tls)?;
+fn broker_tls(config: &Settings) -> anyhow::Result<BrokerTls> {
+    let tls = config.mqtt.broker_tls();
+    if let Some(broker) = &config.mqtt.broker {
+        minitrue_ingest::client::client_options(broker, &config.node.node_id, None, &tls)?;
     }
     Ok(tls)
 }
 
 /// TLS for calls to other nodes: with TLS on the doors, the peers' Flight doors speak it too.
 fn peer_tls(
-    config: &NodeConfig,
+    config: &Settings,
     tls: Option<&minitrue_server::DoorTls>,
 ) -> anyhow::Result<Option<minitrue_cluster::PeerTls>> {
     let Some(tls) = tls else {
-        if config.tls_ca.is_some() {
+        if config.security.tls_ca.is_some() {
             anyhow::bail!("--tls-ca needs --tls-cert and --tls-key");
         }
         return Ok(None);
     };
-    let client = tls.identity.peer_client_config(config.tls_ca.as_deref())?;
+    let client = tls.identity.peer_client_config(config.security.tls_ca.as_deref())?;
     Ok(Some(minitrue_cluster::PeerTls::new(client)))
 }
 
 /// Refuses to start a node that would be open beyond this machine: with no users, anyone who
 /// reaches it may read, write and delete. On loopback an open node is the one-command start,
 /// said in one line.
-fn check_exposure(config: &NodeConfig, gate: &minitrue_auth::Gatekeeper) -> anyhow::Result<()> {
-    let add_user =
-        format!("minitrue user add admin --role admin --data-dir {}", config.data_dir.display());
+fn check_exposure(config: &Settings, gate: &minitrue_auth::Gatekeeper) -> anyhow::Result<()> {
+    let add_user = format!(
+        "minitrue user add admin --role admin --data-dir {}",
+        config.storage.data_dir.display()
+    );
     if gate.required() {
-        println!("auth: clients authenticate (users and tokens in {})", config.data_dir.display());
+        println!(
+            "auth: clients authenticate (users and tokens in {})",
+            config.storage.data_dir.display()
+        );
         return Ok(());
     }
     let doors = [
-        ("--listen", config.listen),
-        ("--pg-listen", config.pg_listen),
-        ("--http-listen", config.http_listen),
-        ("--flight-listen", config.flight_listen),
-        ("--mqtt-listen", config.mqtt_listen),
+        ("--listen", config.network.listen),
+        ("--pg-listen", config.network.pg_listen()),
+        ("--http-listen", config.network.http_listen()),
+        ("--flight-listen", config.network.flight_listen()),
+        ("--mqtt-listen", config.network.mqtt_listen()),
     ];
     let exposed: Vec<String> = doors
         .iter()
         .filter(|(_, ip)| !ip.is_loopback())
         .map(|(flag, ip)| format!("{flag} {ip}"))
         .collect();
-    match (exposed.is_empty(), config.insecure_no_auth) {
+    match (exposed.is_empty(), config.security.insecure_no_auth) {
         (true, _) => println!(
             "auth: no users yet, so every client on this machine may do everything (listening on \
              loopback only); `{add_user}` turns authentication on"
@@ -834,44 +839,44 @@ impl minitrue_server::Decommissioning for DecommissionDoor {
 }
 
 /// The IP other nodes and clients reach this node at.
-fn advertised_ip(config: &NodeConfig) -> anyhow::Result<IpAddr> {
-    match config.advertise_address {
+fn advertised_ip(config: &Settings) -> anyhow::Result<IpAddr> {
+    match config.network.advertise_address {
         Some(ip) if ip.is_unspecified() => {
             anyhow::bail!("--advertise-address {ip} is not an address others can reach")
         }
         Some(ip) => Ok(ip),
-        None if config.listen.is_unspecified() => anyhow::bail!(
+        None if config.network.listen.is_unspecified() => anyhow::bail!(
             "--listen {} binds every interface: give --advertise-address, the IP other nodes \
              reach this one at",
-            config.listen
+            config.network.listen
         ),
-        None => Ok(config.listen),
+        None => Ok(config.network.listen),
     }
 }
 
 /// Starts gossip (joining through the seeds, if any) and the topology that follows it.
 async fn join_cluster(
-    config: &NodeConfig,
+    config: &Settings,
     advertised: IpAddr,
     addresses: NodeAddresses,
 ) -> anyhow::Result<(TopologyWatch, minitrue_cluster::Cluster, SocketAddr)> {
-    let port = match config.gossip_port {
-        0 => free_udp_port(config.listen)?,
+    let port = match config.network.gossip_port {
+        0 => free_udp_port(config.network.listen)?,
         port => port,
     };
     let gossip_address = SocketAddr::new(advertised, port);
     let mut membership =
-        MembershipConfig::new(NodeId::new(config.node_id.as_str()), gossip_address, addresses);
-    membership.listen_ip = Some(config.listen);
-    membership.seeds = config.seeds.clone();
-    membership.cluster_id = config.cluster_id.clone();
-    membership.gossip_interval = config.gossip_interval;
+        MembershipConfig::new(NodeId::new(config.node.node_id.as_str()), gossip_address, addresses);
+    membership.listen_ip = Some(config.network.listen);
+    membership.seeds = config.cluster.seeds();
+    membership.cluster_id = config.cluster.cluster_id.clone();
+    membership.gossip_interval = config.cluster.gossip_interval();
     // A starting node may lack what it missed while down: it answers for its ranges only
     // once repaired (see minitrue_cluster::repair).
     membership.state = NodeState::Recovering;
     // Another node drains this one's shared session on the external broker while it is down
     // (an embedded broker goes down with its node).
-    if let (Some(broker), Some(_)) = (&config.broker, mqtt_share_group(config)) {
+    if let (Some(broker), Some(_)) = (&config.mqtt.broker, mqtt_share_group(config)) {
         membership.mqtt_session = Some(minitrue_cluster::MqttSession {
             client_id: mqtt_client_id(config),
             broker: broker.clone(),
@@ -881,10 +886,10 @@ async fn join_cluster(
         .await
         .with_context(|| format!("starting gossip on udp {gossip_address}"))?;
     let topology = TopologyConfig {
-        replication_factor: config.replication_factor,
-        gone_after: config.dead_node_timeout,
+        replication_factor: config.cluster.replication_factor as usize,
+        gone_after: config.cluster.dead_node_timeout(),
         settle: settle_time(config),
-        expect_peers: !config.seeds.is_empty(),
+        expect_peers: !config.cluster.seeds().is_empty(),
         ..TopologyConfig::default()
     };
     let (watch, cluster) = TopologyWatch::follow(membership, topology).await;
@@ -892,23 +897,23 @@ async fn join_cluster(
 }
 
 /// The MQTT client id of this node's subscriber: stable, so the broker keeps its session.
-fn mqtt_client_id(config: &NodeConfig) -> String {
-    format!("minitrue-{}", config.node_id)
+fn mqtt_client_id(config: &Settings) -> String {
+    format!("minitrue-{}", config.node.node_id)
 }
 
 /// The shared-subscription group of this node's MQTT subscriber: the cluster's, when it
 /// ingests from an external broker in shared mode (the embedded broker's only subscriber is
 /// its node, which subscribes plainly).
-fn mqtt_share_group(config: &NodeConfig) -> Option<String> {
-    let shared = config.mqtt_subscription == MqttSubscription::Shared;
-    (shared && config.broker.is_some() && config.mode != Mode::Query)
-        .then(|| format!("minitrue-{}", config.cluster_id))
+fn mqtt_share_group(config: &Settings) -> Option<String> {
+    let shared = config.mqtt.mqtt_subscription == MqttSubscription::Shared;
+    (shared && config.mqtt.broker.is_some() && config.node.mode != Mode::Query)
+        .then(|| format!("minitrue-{}", config.cluster.cluster_id))
 }
 
 /// How long a starting node listens to gossip before it routes writes or repairs: long
 /// enough to hear every member and the hints announced for it.
-fn settle_time(config: &NodeConfig) -> Duration {
-    (config.gossip_interval * 6).max(Duration::from_secs(2))
+fn settle_time(config: &Settings) -> Duration {
+    (config.cluster.gossip_interval() * 6).max(Duration::from_secs(2))
 }
 
 /// A UDP port free right now on `ip` (gossip binds it a moment later; `--gossip-port 0`).

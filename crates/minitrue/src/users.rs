@@ -82,7 +82,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, role, password_file, data } => {
             let editor = editor(&data)?;
             let password = match password_file {
-                Some(path) => crate::config::first_line(&path)?,
+                Some(path) => crate::settings::first_line(&path)?,
                 None => password_from_stdin()?,
             };
             editor.set_user(&name, role, &password)?;

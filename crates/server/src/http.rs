@@ -105,7 +105,7 @@ impl HttpState {
             sink,
             counters,
             metrics,
-            max_body_bytes: 64 << 20,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sql: None,
             sql_counters,
             live: None,
@@ -221,6 +221,9 @@ async fn serve_https(
         });
     }
 }
+
+/// The largest request body taken by default (after gzip inflation).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 
 /// An error answer: InfluxDB 2's `{"code","message"}` body with the matching status.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ mod tls_incoming;
 pub use flight::{serve_flight, FlightState, ReplicaDoor, ReplicaError};
 pub use http::{
     router as http_router, serve_http, Decommissioning, HttpState, LiveSource, NodeIdentity,
+    DEFAULT_MAX_BODY_BYTES,
 };
 pub use pgwire::serve_pgwire;
 

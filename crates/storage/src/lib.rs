@@ -40,6 +40,6 @@ pub use error::{Result, StorageError};
 pub use exact::{ExactSum, ValueAggregate};
 pub use file_format::{readings_schema, FileMeta};
 pub use log_entry::DeleteRequest;
-pub use minitrue_wal::{SyncPolicy, WalOptions};
+pub use minitrue_wal::{SyncPolicy, WalOptions, RECORD_BYTES_HARD_LIMIT};
 pub use scan::{BatchStream, ScanRequest, SeriesFilter};
 pub use series_tags::Tags;
