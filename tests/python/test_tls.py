@@ -3,9 +3,11 @@ server certificate for 127.0.0.1 and localhost): psql with sslmode=require and v
 psycopg with SCRAM over TLS, HTTPS with the CA, pyarrow.flight and ADBC over grpc+tls, paho
 over MQTTS; plaintext refused with --tls-required; a new certificate taken on SIGHUP without a
 restart."""
+import base64
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -101,6 +103,19 @@ def test_mqtts_only_when_tls_is_required(tls_node):
         client.loop_stop()
         client.disconnect()
     wait_until("the point", lambda: psql_tls(n, "require", sql="SELECT value FROM readings WHERE device_id = 'tls_1'").stdout.strip() == "4.5")
+    # A plaintext MQTT client on the MQTTS port fails its handshake, and is counted.
+    with socket.create_connection(("127.0.0.1", n.ports["mqtts"]), timeout=10) as raw:
+        raw.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+        raw.recv(64)  # the door's TLS alert, or nothing: the connection is closed either way
+    login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    context = ssl.create_default_context(cafile=str(n.ca))
+
+    def refused():
+        _, body, _ = https(n, "/metrics", context, headers={"Authorization": f"Basic {login}"})
+        line = 'minitrue_mqtt_connections_refused_total{reason="tls_handshake"}'
+        return next(float(l.split()[-1]) for l in body.decode().splitlines() if l.startswith(line))
+
+    wait_until("the failed handshake counted", lambda: refused() >= 1, 20)
 
 
 def test_pyarrow_flight_with_a_token_over_grpc_tls(tls_node):

@@ -49,6 +49,8 @@ pub struct FrontCounters {
     not_authorized: AtomicU64,
     bad_protocol: AtomicU64,
     malformed: AtomicU64,
+    /// TLS handshakes that failed or did not finish within [`CONNECT_TIMEOUT`].
+    tls_failed: AtomicU64,
 }
 
 impl FrontCounters {
@@ -63,6 +65,7 @@ impl FrontCounters {
                 ("not_authorized", &self.not_authorized),
                 ("protocol_version", &self.bad_protocol),
                 ("malformed", &self.malformed),
+                ("tls_handshake", &self.tls_failed),
             ] {
                 out.push(
                     Metric::counter(
@@ -107,10 +110,21 @@ pub async fn serve_front_door(
             let _ = client.set_nodelay(true);
             let ended = match tls {
                 None => admit(client, peer, &broker, &gate, &counters).await,
-                Some(acceptor) => match acceptor.accept(client).await {
-                    Ok(stream) => admit(stream, peer, &broker, &gate, &counters).await,
-                    Err(error) => Err(error),
-                },
+                // A client that never finishes its handshake is let go like one that never
+                // sends CONNECT.
+                Some(acceptor) => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(client)).await {
+                        Ok(Ok(stream)) => admit(stream, peer, &broker, &gate, &counters).await,
+                        Ok(Err(error)) => {
+                            counters.tls_failed.fetch_add(1, Ordering::Relaxed);
+                            Err(error)
+                        }
+                        Err(_) => {
+                            counters.tls_failed.fetch_add(1, Ordering::Relaxed);
+                            Err(std::io::ErrorKind::TimedOut.into())
+                        }
+                    }
+                }
             };
             if let Err(error) = ended {
                 tracing::debug!(%peer, %error, "mqtt connection ended");
