@@ -47,8 +47,8 @@ pub(crate) const SESSION_COOKIE: &str = "minitrue_session";
 /// The role a route needs; `None`: open to everyone.
 fn route_needs(method: &Method, path: &str, metrics_public: bool) -> Option<Role> {
     match path {
-        "/health" | "/ping" | "/" | "/api/v1/login" | "/api/v1/logout" => None,
-        _ if path.starts_with("/assets/") => None,
+        _ if is_static(path) => None,
+        "/api/v1/login" | "/api/v1/logout" => None,
         "/metrics" => (!metrics_public).then_some(Role::Admin),
         "/api/v1/write" | "/api/v2/write" | "/write" => Some(Role::Writer),
         "/api/v1/cluster/decommission" if method != Method::GET => Some(Role::Admin),
