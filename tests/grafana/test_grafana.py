@@ -275,13 +275,7 @@ def test_grafana_table_listing_on_the_search_path(grafana_client, port, driver):
 def test_grafana_drivers_log_in_with_a_password_over_tls(grafana_client, tmp_path):
     """Grafana's data source with a user and password and `sslmode=require` (what the data
     source's TLS/SSL Mode setting sends), against a node with users and TLS."""
-    from certs import make_certificates
-    ca, cert, key = make_certificates(tmp_path / "certs", "grafana-tls")
-    data = tmp_path / "node" / "data"
-    subprocess.run([pgnode.MINITRUE_BIN, "user", "add", "grafana", "--role", "reader", "--data-dir", str(data)],
-                   input="reader-pw\n", text=True, check=True, capture_output=True)
-    extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required"]
-    with pgnode.running_node(tmp_path / "node", load=False, extra_args=extra) as port:
+    with pgnode.secured_node(tmp_path, "grafana", "reader", "reader-pw") as (port, ca):
         for driver in ("pgx", "pq"):
             dsn = (f"user='grafana' password='reader-pw' host='127.0.0.1' dbname='minitrue' port={port} "
                    f"sslmode='verify-full' sslrootcert='{ca}'")

@@ -54,13 +54,7 @@ def test_pgjdbc(classes, tmp_path):
 def test_pgjdbc_logs_in_with_scram_over_verified_tls(classes, tmp_path):
     """pgjdbc with a user and password (its bundled SCRAM client) and sslmode=verify-full
     against a node with users and --tls-required; a wrong password is refused."""
-    from certs import make_certificates
-    ca, cert, key = make_certificates(tmp_path / "certs", "jdbc-tls")
-    data = tmp_path / "node" / "data"
-    subprocess.run([pgnode.MINITRUE_BIN, "user", "add", "analyst", "--role", "reader", "--data-dir", str(data)],
-                   input="jdbc-pw\n", text=True, check=True, capture_output=True)
-    extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required"]
-    with pgnode.running_node(tmp_path / "node", load=False, extra_args=extra) as port:
+    with pgnode.secured_node(tmp_path, "analyst", "reader", "jdbc-pw") as (port, ca):
         def check(password):
             url = (f"jdbc:postgresql://127.0.0.1:{port}/minitrue?user=analyst&password={password}"
                    f"&sslmode=verify-full&sslrootcert={ca}")

@@ -104,3 +104,17 @@ def running_node(data_dir, load=True, extra_args=()):
             node.wait()
         log.close()
     assert node.returncode == 0, (data_dir / "node.log").read_text()[-4000:]
+
+
+@contextlib.contextmanager
+def secured_node(workdir, user, role, password):
+    """A node with one user (`role`, `password`) and --tls-required, its certificate signed
+    by a CA made with openssl: yields (Postgres port, CA file)."""
+    from certs import make_certificates
+    workdir = pathlib.Path(workdir)
+    ca, cert, key = make_certificates(workdir / "certs", f"{user}-tls")
+    subprocess.run([MINITRUE_BIN, "user", "add", user, "--role", role, "--data-dir", str(workdir / "node" / "data")],
+                   input=password + "\n", text=True, check=True, capture_output=True)
+    extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required"]
+    with running_node(workdir / "node", load=False, extra_args=extra) as port:
+        yield port, ca
