@@ -396,3 +396,29 @@ def test_each_door_listens_where_it_is_told(tmp_path):
     addresses = json.loads(ready.read_text())
     assert addresses["mqtt"].startswith("0.0.0.0:"), addresses
     assert addresses["postgres"].startswith("127.0.0.1:") and addresses["http"].startswith("127.0.0.1:"), addresses
+
+
+# ------------------------------------------------------------------ password guessing
+
+def test_an_address_guessing_passwords_is_locked_out_on_every_door(tmp_path):
+    """Ten wrong passwords in a row over psql lock 127.0.0.1 out for a while: then even the
+    right password fails, over psql and HTTP Basic alike, with the plain failure message; a
+    token still works (tokens are not guessable), and the refusals are counted."""
+    data = tmp_path / "data"
+    add_user(data, *ADMIN, "admin")
+    token = minitrue("token", "create", "--name", "monitor", "--role", "admin", "--data-dir", str(data)).stdout.strip()
+    with node(tmp_path) as n:
+        for _ in range(10):
+            out = pg(n, "-Atc", "SELECT 1", password="guess", check=False)
+            assert "password authentication failed" in out.stderr, out.stderr
+        out = pg(n, "-Atc", "SELECT 1", check=False)
+        assert out.returncode != 0 and "password authentication failed" in out.stderr, out.stderr
+        status, _ = n.http("POST", "/api/v1/sql", b"SELECT 1", basic(*ADMIN))
+        assert status == 401
+        bearer = {"Authorization": f"Bearer {token}"}
+        status, body = n.http("GET", "/metrics", headers=bearer)
+        assert status == 200
+        throttled = sum(float(line.split()[-1]) for line in body.decode().splitlines()
+                        if line.startswith("minitrue_auth_throttled_total{"))
+        assert throttled == 2, body.decode()
+        assert "this address is locked out" in n.log()

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use minitrue_common::Metric;
 
@@ -13,6 +14,7 @@ use crate::role::Role;
 use crate::scram::ScramExchange;
 use crate::sessions::{Sessions, SESSION_PREFIX};
 use crate::store::{Credentials, Principal};
+use crate::throttle::Throttle;
 
 /// The doors clients come in through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,7 @@ struct DoorCounters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     denied: AtomicU64,
+    throttled: AtomicU64,
 }
 
 /// Authentication for every door of a node, over its [`Credentials`].
@@ -53,6 +56,7 @@ pub struct Gatekeeper {
     credentials: Credentials,
     sessions: Sessions,
     counters: [DoorCounters; 4],
+    throttle: Throttle,
 }
 
 impl Gatekeeper {
@@ -61,6 +65,7 @@ impl Gatekeeper {
             credentials,
             sessions: Sessions::default(),
             counters: Default::default(),
+            throttle: Throttle::default(),
         })
     }
 
@@ -87,8 +92,9 @@ impl Gatekeeper {
         user: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
+        self.throttled(door, peer, user)?;
         let result = self.credentials.check_password(user, password);
-        self.count(door, peer, user, result)
+        self.count_password(door, peer, user, result)
     }
 
     /// Checks a bearer token: a stored token, or a session id [`Gatekeeper::open_session`]
@@ -150,13 +156,58 @@ impl Gatekeeper {
             Some(role) => Ok((server_final, Principal { name: user.to_string(), role })),
             None => Err(AuthError::Failed),
         });
+        self.throttled(door, peer, user)?;
         match result {
             Ok((server_final, principal)) => {
-                let principal = self.count(door, peer, user, Ok(principal))?;
+                let principal = self.count_password(door, peer, user, Ok(principal))?;
                 Ok((server_final, principal))
             }
-            Err(error) => Err(self.count(door, peer, user, Err(error)).unwrap_err()),
+            Err(error) => Err(self.count_password(door, peer, user, Err(error)).unwrap_err()),
         }
+    }
+
+    /// Refuses a password login from an address locked out for guessing (see
+    /// [`crate::throttle`]), counted and audited; the client sees a failed login.
+    fn throttled(&self, door: Door, peer: Option<SocketAddr>, user: &str) -> Result<(), AuthError> {
+        let Some(peer) = peer else { return Ok(()) };
+        let Err(remaining) = self.throttle.check(peer.ip(), Instant::now()) else { return Ok(()) };
+        self.counters[door.index()].throttled.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: "audit",
+            door = door.as_str(),
+            user,
+            peer = %peer,
+            remaining_seconds = remaining.as_secs(),
+            "login refused: too many failed logins from this address"
+        );
+        Err(AuthError::Failed)
+    }
+
+    /// [`Gatekeeper::count`] for a password login, which also feeds the throttle.
+    fn count_password(
+        &self,
+        door: Door,
+        peer: Option<SocketAddr>,
+        user: &str,
+        result: Result<Principal, AuthError>,
+    ) -> Result<Principal, AuthError> {
+        if let Some(peer) = peer {
+            match &result {
+                Ok(_) => self.throttle.succeeded(peer.ip()),
+                Err(_) => {
+                    if let Some(lockout) = self.throttle.failed(peer.ip(), Instant::now()) {
+                        tracing::warn!(
+                            target: "audit",
+                            door = door.as_str(),
+                            peer = %peer,
+                            lockout_seconds = lockout.as_secs(),
+                            "too many failed logins: this address is locked out"
+                        );
+                    }
+                }
+            }
+        }
+        self.count(door, peer, user, result)
     }
 
     /// Records a client refused for coming without credentials to a node that has users.
@@ -245,6 +296,11 @@ impl Gatekeeper {
                         "authenticated requests refused because the role does not allow them",
                         &counters.denied,
                     ),
+                    (
+                        "minitrue_auth_throttled_total",
+                        "password logins refused unchecked: too many failures from the address",
+                        &counters.throttled,
+                    ),
                 ];
                 for (name, help, counter) in samples {
                     out.push(
@@ -264,4 +320,45 @@ impl Gatekeeper {
 
 fn peer_text(peer: Option<SocketAddr>) -> String {
     peer.map(|peer| peer.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CredentialsEditor;
+
+    fn gate_with_user(dir: &std::path::Path) -> Arc<Gatekeeper> {
+        CredentialsEditor::open(dir).unwrap().set_user("ops", Role::Admin, "right-pw").unwrap();
+        Gatekeeper::new(Credentials::open(dir).unwrap())
+    }
+
+    #[test]
+    fn an_address_guessing_passwords_is_locked_out_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate_with_user(dir.path());
+        let guesser: SocketAddr = "10.1.1.1:40000".parse().unwrap();
+        let colleague: SocketAddr = "10.1.1.2:40000".parse().unwrap();
+        for _ in 0..crate::throttle::MAX_FAILURES {
+            assert!(gate.password(Door::Http, Some(guesser), "ops", "guess").is_err());
+        }
+        // Locked out: even the right password fails, from any door, as a plain failure.
+        let locked = gate.password(Door::Postgres, Some(guesser), "ops", "right-pw");
+        assert!(matches!(locked, Err(AuthError::Failed)));
+        assert_eq!(gate.counters[Door::Postgres.index()].throttled.load(Ordering::Relaxed), 1);
+        // Another address logs in.
+        assert!(gate.password(Door::Http, Some(colleague), "ops", "right-pw").is_ok());
+    }
+
+    #[test]
+    fn a_success_resets_the_count_of_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate_with_user(dir.path());
+        let user: SocketAddr = "10.1.1.3:40000".parse().unwrap();
+        for _ in 0..3 {
+            for _ in 0..crate::throttle::MAX_FAILURES - 1 {
+                assert!(gate.password(Door::Mqtt, Some(user), "ops", "typo").is_err());
+            }
+            assert!(gate.password(Door::Mqtt, Some(user), "ops", "right-pw").is_ok());
+        }
+    }
 }

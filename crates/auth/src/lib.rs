@@ -18,6 +18,7 @@ mod role;
 pub mod scram;
 pub mod sessions;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 
