@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use minitrue_common::MetricsRegistry;
-use minitrue_ingest::{FormatConfig, Parser};
+use minitrue_ingest::Parser;
 use minitrue_storage::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -159,11 +159,8 @@ impl Node {
         let metrics = MetricsRegistry::new();
         metrics.register(engine.clone());
         metrics.register(Arc::new(gate.clone().metrics()));
-        let format = FormatConfig {
-            topic_templates: config.ingest.topic_template.clone(),
-            ..Default::default()
-        };
-        let parser = Arc::new(Parser::new(format).context("the topic templates")?);
+        let parser =
+            Arc::new(Parser::new(config.ingest.format()).context("the [ingest] settings")?);
         let (stop, stopping) = watch::channel(false);
         let mut ready = serde_json::Map::new();
         ready.insert("node_id".into(), config.node.node_id.clone().into());

@@ -138,6 +138,7 @@ fn file_sections_reach_the_components_and_flat_keys_still_work() {
                 [cluster]\nseeds = [\"a:9000\", \"b:9000\"]\npeer_timeout = \"3s\"\n\
                 [mqtt]\nmax_packet_bytes = 65536\n\
                 [ingest]\ntopic_template = [\"site/{site}/{device_id}/{metric}\"]\n\
+                line_protocol_precision = \"ms\"\nmax_future = \"1h\"\nseed_topic_prefix = \"\"\n\
                 [query]\ntime_zone = \"Europe/Paris\"\n";
     let settings = parse_with(&[], Some(file)).unwrap();
     assert_eq!(settings.network.pg_port, 7100);
@@ -152,6 +153,10 @@ fn file_sections_reach_the_components_and_flat_keys_still_work() {
     assert_eq!(settings.cluster.replication().peer_timeout, Duration::from_secs(3));
     assert_eq!(settings.mqtt.subscriber("mqtt://b", "n").max_packet_bytes, 65536);
     assert_eq!(settings.ingest.topic_template, vec!["site/{site}/{device_id}/{metric}"]);
+    let format = settings.ingest.format();
+    assert_eq!(format.line_protocol.precision, minitrue_ingest::Precision::Milliseconds);
+    assert_eq!(format.clock_window.max_future_secs, 3600);
+    assert_eq!(format.seed_topic_prefix, None, "an empty prefix turns the seed topics off");
     assert_eq!(settings.query.options().time_zone, "Europe/Paris");
 }
 
