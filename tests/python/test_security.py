@@ -1,6 +1,6 @@
 """Authentication and authorization on every door, with the real clients: psql, psycopg,
-asyncpg, curl-style HTTP (urllib), the InfluxDB Python client, pyarrow.flight, ADBC and paho
-MQTT. Each check has its negative: no credentials, a wrong password, an unknown user, a
+asyncpg, SQLAlchemy, curl-style HTTP (urllib), the `/ws/live` WebSocket, the InfluxDB Python
+client, pyarrow.flight, ADBC and paho MQTT. Each check has its negative: no credentials, a wrong password, an unknown user, a
 revoked token, a reader writing. Plus what holds for every role on every door: SQL never
 reaches the server's files, `SET` never changes another client's settings, and a page on
 another origin cannot use a node through a browser.
@@ -11,8 +11,10 @@ import base64
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import time
+import urllib.request
 
 import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -197,7 +199,6 @@ def test_the_web_ui_logs_in_with_a_session_cookie(secured):
     n = secured
     status, _ = n.http("POST", "/api/v1/login", json.dumps({"user": READER[0], "password": "wrong"}).encode(), {"Content-Type": "application/json"})
     assert status == 401
-    import urllib.request
     request = urllib.request.Request(f"http://127.0.0.1:{n.ports['http']}/api/v1/login", data=json.dumps({"user": READER[0], "password": READER[1]}).encode(), method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         cookie = response.headers["Set-Cookie"]
@@ -208,6 +209,44 @@ def test_the_web_ui_logs_in_with_a_session_cookie(secured):
     assert n.http("POST", "/api/v1/sql", b"SELECT 1", {"Cookie": session})[0] == 200
     assert n.http("POST", "/api/v1/logout", b"", {"Cookie": session})[0] == 204
     assert n.http("GET", "/api/v1/whoami", headers={"Cookie": session})[0] == 401
+
+
+def websocket_upgrade(n, headers):
+    """The status code a `/ws/live` upgrade request with `headers` is answered with."""
+    lines = [f"GET /ws/live?device=d1 HTTP/1.1", f"Host: 127.0.0.1:{n.ports['http']}", "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+             "Sec-WebSocket-Version: 13", *[f"{k}: {v}" for k, v in headers.items()]]
+    with socket.create_connection(("127.0.0.1", n.ports["http"]), timeout=10) as raw:
+        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return int(raw.recv(1024).split(b" ", 2)[1])
+
+
+def test_the_live_websocket_needs_credentials_before_the_upgrade(secured):
+    n = secured
+    assert websocket_upgrade(n, {}) == 401
+    assert websocket_upgrade(n, {"Authorization": "Bearer mt_not-a-real-token"}) == 401
+    assert websocket_upgrade(n, {"Authorization": f"Bearer {n.tokens['reader']}"}) == 101
+    request = urllib.request.Request(f"http://127.0.0.1:{n.ports['http']}/api/v1/login", method="POST",
+                                     data=json.dumps({"user": READER[0], "password": READER[1]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        session = response.headers["Set-Cookie"].split(";")[0]
+    assert websocket_upgrade(n, {"Cookie": session}) == 101
+
+
+def test_sqlalchemy_logs_in_with_a_password(secured):
+    import sqlalchemy
+    n = secured
+    url = f"postgresql+psycopg://{READER[0]}:{READER[1]}@127.0.0.1:{n.ports['postgres']}/minitrue"
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT 41 + 1")).scalar() == 42
+    engine.dispose()
+    wrong = sqlalchemy.create_engine(url.replace(READER[1], "wrong"))
+    with pytest.raises(sqlalchemy.exc.OperationalError) as error:
+        wrong.connect()
+    assert "password authentication failed" in str(error.value)
+    wrong.dispose()
 
 
 # ------------------------------------------------------------------ Arrow Flight
