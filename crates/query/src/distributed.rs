@@ -623,6 +623,7 @@ pub fn execute_fragment(
         let stream = futures::stream::once(async move { Ok(batch) });
         return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)));
     }
+    crate::fragment_check::check_fragment(plan).map_err(invalid)?;
     let task = ctx.task_ctx();
     let mut plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
         plan,

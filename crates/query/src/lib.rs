@@ -18,6 +18,7 @@ mod client_sql;
 pub mod cluster;
 pub mod distributed;
 pub mod error;
+mod fragment_check;
 pub mod functions;
 mod guard;
 pub mod pushdown;
