@@ -239,3 +239,8 @@ def test_an_external_mqtts_broker_with_its_ca_and_a_client_certificate(tmp_path)
         refused = subprocess.run([MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "bad"), "--broker", url,
                                   "--broker-ca", str(tmp_path / "missing.pem")], capture_output=True, text=True, timeout=60)
         assert refused.returncode != 0 and "missing.pem" in refused.stderr, refused.stderr
+        # Broker TLS files without an external broker are a mistake, caught before anything starts.
+        alone = subprocess.run([MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "alone"), "--broker-ca", str(ca)],
+                               capture_output=True, text=True, timeout=60)
+        assert alone.returncode != 0 and "need --broker" in alone.stderr, alone.stderr
+        assert not (tmp_path / "alone" / "wal").exists(), "the storage was opened"

@@ -63,9 +63,7 @@ impl TlsIdentity {
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Ok(Arc::new(config))
     }
-}
 
-impl TlsIdentity {
     /// The client configuration for calls to other nodes: their certificates must chain to
     /// a certificate in `ca_path` (`--tls-ca`), or, without it, to one in this node's own
     /// certificate file (which works when every node's file carries the CA that signed it).

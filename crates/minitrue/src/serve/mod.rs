@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use minitrue_common::MetricsRegistry;
+use minitrue_ingest::client::BrokerTls;
 use minitrue_ingest::Parser;
 use minitrue_storage::Engine;
 use tokio::net::TcpListener;
@@ -105,6 +106,8 @@ pub(crate) struct Node {
     gate: Arc<minitrue_auth::Gatekeeper>,
     tls: Option<minitrue_server::DoorTls>,
     peer_tls: Option<minitrue_cluster::PeerTls>,
+    /// TLS towards an external broker (empty for the embedded one).
+    broker_tls: BrokerTls,
     engine: Arc<Engine>,
     metrics: MetricsRegistry,
     parser: Arc<Parser>,
@@ -141,6 +144,7 @@ impl Node {
         security::check_exposure(&config, &gate)?;
         let tls = security::door_tls(&config)?;
         let peer_tls = security::peer_tls(&config, tls.as_ref())?;
+        let broker_tls = security::broker_tls(&config)?;
         let engine_config = config.storage.engine_config(config.wal.options());
         if let minitrue_storage::SyncPolicy::Interval(window) = engine_config.wal.sync {
             tracing::warn!(
@@ -169,6 +173,7 @@ impl Node {
             gate,
             tls,
             peer_tls,
+            broker_tls,
             engine,
             metrics,
             parser,

@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use super::adapters::ClusterSink;
 use super::cluster::ClusterParts;
-use super::security::broker_tls;
 use super::{bind, wait_for_shutdown, Node};
 use crate::publish;
 use crate::settings::{Mode, MqttSubscription, Settings};
@@ -36,7 +35,7 @@ impl Node {
         }
         // The node's own login at its embedded broker (none for an external one).
         let (mqtt_url, mqtt_login, broker_tls) = match &config.mqtt.broker {
-            Some(broker) => (broker.clone(), config.mqtt.login.clone(), broker_tls(&config)?),
+            Some(broker) => (broker.clone(), config.mqtt.login.clone(), self.broker_tls.clone()),
             None => {
                 let broker = start_mqtt_door(
                     &config,
@@ -53,12 +52,6 @@ impl Node {
                             "{door}: embedded broker on {address} (publish to iot/sensors/<metric>)"
                         );
                     }
-                }
-                if [&config.mqtt.broker_ca, &config.mqtt.broker_cert, &config.mqtt.broker_key]
-                    .iter()
-                    .any(|file| file.is_some())
-                {
-                    anyhow::bail!("--broker-ca, --broker-cert and --broker-key need --broker");
                 }
                 self.tasks.extend(broker.tasks);
                 (broker.internal_url, Some(broker.login), BrokerTls::default())

@@ -43,11 +43,18 @@ pub(super) fn door_tls(config: &Settings) -> anyhow::Result<Option<minitrue_serv
 }
 
 /// TLS towards the external broker (`--broker-ca`, `--broker-cert`, `--broker-key`),
-/// checked now so that a wrong file stops the start rather than the subscriber.
+/// checked with the other locks, before anything starts, so that a wrong file stops the start
+/// rather than the subscriber.
 pub(super) fn broker_tls(config: &Settings) -> anyhow::Result<BrokerTls> {
     let tls = config.mqtt.broker_tls();
-    if let Some(broker) = &config.mqtt.broker {
-        minitrue_ingest::client::client_options(broker, &config.node.node_id, None, &tls)?;
+    match &config.mqtt.broker {
+        Some(broker) => {
+            minitrue_ingest::client::client_options(broker, &config.node.node_id, None, &tls)?;
+        }
+        None if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() => {
+            anyhow::bail!("--broker-ca, --broker-cert and --broker-key need --broker")
+        }
+        None => {}
     }
     Ok(tls)
 }
