@@ -10,7 +10,10 @@
 //! a running node without a restart. Passwords are kept only as SCRAM verifiers ([`scram`]),
 //! tokens only as hashes ([`token`]). With no user and no token the node is open, which
 //! `minitrue serve` allows only on loopback.
+//!
+//! Between the nodes of a cluster, trust comes from the cluster secret ([`cluster`]).
 
+pub mod cluster;
 mod error;
 mod gate;
 pub mod headers;
