@@ -3,7 +3,9 @@
 # run_cluster.sh). node1 runs the embedded MQTT broker; node2 and node3 join through node1's
 # gossip port and subscribe to the same broker; `minitrue publish simulate` feeds it. As in
 # the seed, every node receives every message and keeps what it owns (every-node mode: the
-# embedded broker is not meant for shared subscriptions).
+# embedded broker is not meant for shared subscriptions). The nodes share a cluster secret,
+# made on the first run in $CLUSTER_DIR/cluster.secret (readable by its owner only): only
+# nodes holding it can gossip with them or call them.
 # Ctrl-C (or SIGTERM) stops everything cleanly.
 #
 #   scripts/run_cluster.sh                 # build (release) and run
@@ -29,6 +31,12 @@ OFFSET="${PORT_OFFSET:-0}"
 MQTT_PORT=$((1883 + OFFSET))
 SEED="127.0.0.1:$((9001 + OFFSET))"
 mkdir -p "$CLUSTER_DIR"
+SECRET_FILE="$CLUSTER_DIR/cluster.secret"
+if [ ! -s "$SECRET_FILE" ]; then
+  (umask 077 && "$MINITRUE_BIN" cluster secret >"$SECRET_FILE.new" && mv "$SECRET_FILE.new" "$SECRET_FILE")
+fi
+# The file is the cluster's secret here; one from the environment would conflict with it.
+unset MINITRUE_CLUSTER_SECRET
 
 pids=()
 stop_all() {
@@ -49,6 +57,7 @@ start_node() {
     --http-port $((8080 + n + OFFSET)) --pg-port $((5432 + n + OFFSET)) \
     --flight-port $((50051 + n + OFFSET)) --gossip-port $((9000 + n + OFFSET)) \
     --replication-factor "$RF" --mqtt-subscription every-node \
+    --cluster-secret-file "$SECRET_FILE" \
     --ready-file "$dir/ready.json" "$@" >"$dir/node.log" 2>&1 &
   pids+=($!)
   local waited=0

@@ -2,12 +2,18 @@
 # Certificates for docker-compose.yml's cluster, made on the first start: a CA, and for each
 # node a certificate naming its service name (what clients such as Grafana verify) and its
 # fixed IP (what the other nodes verify). The CA's key is deleted once they are signed.
+# Also the cluster secret the nodes share (cluster.secret, readable by root only): only
+# nodes holding it gossip with them and call them.
 #   make-certs.sh OUTPUT_DIR
 set -eu
 out="$1"
 cd "$out"
-if [ -f node3.pem ]; then exit 0; fi
 umask 077
+if [ ! -s cluster.secret ]; then
+    openssl rand -base64 33 > cluster.secret.new
+    mv cluster.secret.new cluster.secret
+fi
+if [ -f node3.pem ]; then exit 0; fi
 openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=MiniTrue compose CA" \
     -keyout ca.key -out ca.pem 2>/dev/null
 for n in 1 2 3; do

@@ -61,10 +61,16 @@ def mosquitto(tmp_path, users=None, tls=None):
         proc.wait()
 
 
-class Node:
-    """`minitrue serve` on free ports; `ports` holds what its ready file announced."""
+# The cluster secret the suite's nodes share (each test's cluster is on its own ports).
+CLUSTER_SECRET = "mtcs_the-python-suite-shares-this-cluster-secret"
 
-    def __init__(self, workdir, *extra):
+
+class Node:
+    """`minitrue serve` on free ports; `ports` holds what its ready file announced. Nodes hold
+    `secret` as their cluster secret (None: no secret)."""
+
+    def __init__(self, workdir, *extra, secret=CLUSTER_SECRET):
+        self.secret = secret
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra = list(extra)
@@ -83,7 +89,10 @@ class Node:
         for port in ("--mqtt-port", "--flight-port", "--gossip-port"):
             if port not in self.extra:
                 args += [port, "0"]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = {k: v for k, v in os.environ.items() if k != "MINITRUE_CLUSTER_SECRET"}
+        if self.secret is not None:
+            env["MINITRUE_CLUSTER_SECRET"] = self.secret
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_until("the node to be ready", lambda: ready.exists() or self.proc.poll() is not None, 120)
         assert self.proc.poll() is None, self.log()
         info = json.loads(ready.read_text())

@@ -97,6 +97,9 @@ def test_three_nodes_join_one_seed_with_their_own_addresses_and_volumes(tmp_path
         # The broker login comes from a mounted file and is never shown.
         assert config["login"] == "minitrue / ********", config["login"]
         assert ENVIRONMENT["MQTT_NODE_PASSWORD"] not in json.dumps(config)
+        # The nodes share the secret certs makes; the printout says where from, not what.
+        assert config["secret"] == f"(set, from {container_paths(tmp_path)['/tls/cluster.secret']})", config["secret"]
+        assert container_paths(tmp_path)["/tls/cluster.secret"].read_text().strip() not in json.dumps(config)
         # TLS on every door with the node's own certificate, naming its fixed IP for its peers.
         assert pathlib.Path(config["tls_cert"]).name == f"{name}.pem"
         san = subprocess.run(["openssl", "x509", "-in", config["tls_cert"], "-noout", "-ext", "subjectAltName"],
@@ -171,7 +174,7 @@ def test_mosquitto_admits_the_compose_logins_only_and_a_node_reads_what_sensors_
         command = local_url(localised(services["node1"]["command"], tmp_path, "mqtt-node-password"))
         data = command.index("--data-dir")
         del command[data:data + 2]
-        node = Node(tmp_path / "node1", *command[1:]).start()
+        node = Node(tmp_path / "node1", *command[1:], secret=None).start()  # the file is its secret
 
         # The publisher as compose runs it, with the sensors' login.
         publisher = local_url(localised(services["publisher"]["command"], tmp_path, "mqtt-sensor-password"))
@@ -245,7 +248,8 @@ def test_nodes_start_with_authentication_on(tmp_path):
     users.write_text("admin admin first-admin-pw\ngrafana reader reader-pw\n")
     local = [MINITRUE_BIN, "serve", "--data-dir", str(tmp_path / "data"), "--bootstrap-users", str(users),
              "--listen", "0.0.0.0", "--advertise-address", "127.0.0.1", "--pg-port", "0", "--http-port", "0",
-             "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0"]
+             "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0",
+             "--cluster-secret-file", str(container_paths(tmp_path)["/tls/cluster.secret"])]
     output = start_then_stop(local, tmp_path / "ready.json")
     assert "created admin (admin), grafana (reader)" in output, output
     listed = subprocess.run([MINITRUE_BIN, "user", "list", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True).stdout

@@ -11,6 +11,7 @@
 //! - [`decommission`]: a node hands its ranges to their next owners and leaves the ring.
 
 pub mod decommission;
+mod gossip_transport;
 pub mod hints;
 pub mod membership;
 pub mod peer;
@@ -26,7 +27,7 @@ pub use membership::{
     LocalKeys, Member, Membership, MembershipChanges, MembershipConfig, MembershipError,
     MqttSession, NodeAddresses, NodeState,
 };
-pub use peer::{PeerError, ReplicaWrite, REPLICA_DELETE_ACTION, REPLICA_WRITE_PATH};
+pub use peer::{PeerError, PeerLink, ReplicaWrite, REPLICA_DELETE_ACTION, REPLICA_WRITE_PATH};
 pub use reads::ClusterReads;
 pub use replicate::{ReplicationConfig, ReplicationError, Replicator};
 pub use ring::{series_token, NodeId, Ring, Token, TokenRange, DEFAULT_VIRTUAL_NODES};

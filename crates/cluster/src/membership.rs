@@ -10,21 +10,31 @@
 //!
 //! A restarted node gossips under a new generation (its start time); older generations of
 //! the same node id are ignored.
+//!
+//! With a cluster secret, every gossip packet is sealed with the cluster's gossip key
+//! ([`crate::gossip_transport`]): a node without the secret is never heard, so it never
+//! appears among the members, and a member is admitted (its admission time recorded) only
+//! once a packet of its own has opened. Without one (`--insecure-cluster`), gossip is
+//! chitchat's plain UDP, and anyone who reaches the port can join.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
     NodeState as GossipState,
 };
+use minitrue_common::Metric;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::gossip_transport::{GossipCounters, SealedUdpTransport};
 use crate::ring::NodeId;
 
 const KEY_STATE: &str = "state";
@@ -117,7 +127,7 @@ pub struct NodeAddresses {
 }
 
 /// How to run gossip.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MembershipConfig {
     pub node_id: NodeId,
     /// The UDP address gossip advertises (a concrete IP: peers send to it).
@@ -136,6 +146,21 @@ pub struct MembershipConfig {
     pub state: NodeState,
     /// This node's shared MQTT subscription on an external broker, if it has one.
     pub mqtt_session: Option<MqttSession>,
+    /// The key gossip packets are sealed with (from the cluster secret); `None`: plain,
+    /// unauthenticated gossip.
+    pub gossip_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MembershipConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipConfig")
+            .field("node_id", &self.node_id)
+            .field("gossip_address", &self.gossip_address)
+            .field("seeds", &self.seeds)
+            .field("cluster_id", &self.cluster_id)
+            .field("sealed", &self.gossip_key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MembershipConfig {
@@ -152,6 +177,7 @@ impl MembershipConfig {
             addresses,
             state: NodeState::Active,
             mqtt_session: None,
+            gossip_key: None,
         }
     }
 }
@@ -170,6 +196,9 @@ pub struct Member {
     pub hints_for: Vec<NodeId>,
     /// Its shared MQTT subscription on an external broker, if it has one.
     pub mqtt_session: Option<MqttSession>,
+    /// When this node first heard this generation of the member (µs since 1970): with a
+    /// cluster secret, when the member proved it.
+    pub admitted_micros: u64,
     /// The failure detector's view: false once the node has been silent too long.
     pub alive: bool,
     /// Whether this is the node itself.
@@ -192,6 +221,10 @@ pub struct Membership {
     local: ChitchatId,
     /// Bumped on every change of the live set or of a live node's keys.
     changes: watch::Receiver<BTreeMap<ChitchatId, GossipState>>,
+    /// When each generation of each node was first heard of.
+    admitted: Mutex<BTreeMap<(String, u64), u64>>,
+    /// What sealed gossip counted; `None` for plain gossip.
+    counters: Option<Arc<GossipCounters>>,
 }
 
 impl Membership {
@@ -244,11 +277,36 @@ impl Membership {
                 keys.push((key.to_string(), address.to_string()));
             }
         }
-        let handle = spawn_chitchat(chitchat_config, keys, &UdpTransport)
+        let counters = config.gossip_key.map(|_| Arc::new(GossipCounters::default()));
+        let transport: Box<dyn Transport> = match (config.gossip_key, &counters) {
+            (Some(key), Some(counters)) => Box::new(SealedUdpTransport::new(key, counters.clone())),
+            _ => Box::new(UdpTransport),
+        };
+        let handle = spawn_chitchat(chitchat_config, keys, transport.as_ref())
             .await
             .map_err(|error| MembershipError::Start { address, reason: format!("{error:#}") })?;
         let changes = handle.chitchat().lock().await.live_nodes_watcher();
-        Ok(Membership { handle, local, changes })
+        Ok(Membership { handle, local, changes, admitted: Mutex::new(BTreeMap::new()), counters })
+    }
+
+    /// Whether gossip is sealed with a cluster secret.
+    pub fn sealed(&self) -> bool {
+        self.counters.is_some()
+    }
+
+    /// Gossip's counters (sealed gossip only), for the node's metrics registry.
+    pub fn metrics(&self) -> impl Fn(&mut Vec<Metric>) + Send + Sync {
+        let counters = self.counters.clone();
+        move |out: &mut Vec<Metric>| {
+            out.push(Metric::gauge(
+                "minitrue_gossip_sealed",
+                "1 when gossip is sealed with the cluster secret, 0 when it is plain (--insecure-cluster)",
+                if counters.is_some() { 1.0 } else { 0.0 },
+            ));
+            if let Some(counters) = &counters {
+                counters.collect(out);
+            }
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -262,7 +320,16 @@ impl Membership {
         let chitchat = chitchat.lock().await;
         let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
         let mut newest: BTreeMap<&str, Member> = BTreeMap::new();
+        let mut admitted = self.admitted.lock();
+        let mut heard = std::collections::HashSet::new();
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|since| since.as_micros() as u64)
+            .unwrap_or_default();
         for (id, state) in chitchat.node_states() {
+            let admitted_micros =
+                *admitted.entry((id.node_id.to_string(), id.generation_id)).or_insert(now_micros);
+            heard.insert((id.node_id.to_string(), id.generation_id));
             let member = Member {
                 id: NodeId::new(&*id.node_id),
                 generation: id.generation_id,
@@ -273,6 +340,7 @@ impl Membership {
                 mqtt_session: state
                     .get(KEY_MQTT_SESSION)
                     .and_then(|text| serde_json::from_str(text).ok()),
+                admitted_micros,
                 alive: live.contains(id),
                 local: *id == self.local,
             };
@@ -283,6 +351,8 @@ impl Membership {
                 }
             }
         }
+        // Generations chitchat has forgotten are forgotten here too.
+        admitted.retain(|key, _| heard.contains(key));
         newest.into_values().collect()
     }
 
@@ -448,6 +518,51 @@ mod tests {
         })
         .await;
         third.stop().await;
+        second.stop().await;
+        first.stop().await;
+    }
+
+    fn refused(membership: &Membership, reason: &str) -> u64 {
+        let mut metrics = Vec::new();
+        membership.metrics()(&mut metrics);
+        metrics
+            .iter()
+            .filter(|m| m.name == "minitrue_gossip_packets_refused_total")
+            .filter(|m| m.labels_text().contains(reason))
+            .map(|m| m.value as u64)
+            .sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_nodes_holding_the_key_are_heard() {
+        let (a, b, c) = (free_udp_port(), free_udp_port(), free_udp_port());
+        let sealed = |name: &str, at, seeds: &[SocketAddr], key: u8| {
+            let mut config = config(name, at, seeds);
+            config.gossip_key = Some([key; 32]);
+            config
+        };
+        let first = Membership::start(sealed("node1", a, &[], 1)).await.expect("starts");
+        let second = Membership::start(sealed("node2", b, &[a], 1)).await.expect("starts");
+        let stranger = Membership::start(sealed("node3", c, &[a, b], 2)).await.expect("starts");
+        for membership in [&first, &second] {
+            let members = wait_for(membership, "node1 and node2 serving", |members| {
+                members.len() == 2 && members.iter().all(Member::is_serving)
+            })
+            .await;
+            assert!(members.iter().all(|m| m.admitted_micros > 0));
+        }
+        wait_for(&first, "the stranger's packets refused", |_| refused(&first, "forged") > 3).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for membership in [&first, &second] {
+            let names: Vec<String> =
+                membership.members().await.iter().map(|m| m.id.to_string()).collect();
+            assert_eq!(names, ["node1", "node2"], "the stranger is never a member");
+        }
+        let alone = stranger.members().await;
+        assert_eq!(alone.len(), 1, "the stranger hears nobody: {alone:#?}");
+        // Refused packets get no answer, so the stranger hears nothing at all.
+        assert!(first.sealed() && refused(&stranger, "forged") == 0);
+        stranger.stop().await;
         second.stop().await;
         first.stop().await;
     }

@@ -3,7 +3,9 @@
 //! plan fragments of distributed queries as `DoGet` tickets ([`Peers::run_fragment`]).
 //!
 //! The receiving side is the node's ordinary Flight door, which hands these descriptors to
-//! [`crate::Replicator::apply_replica`]; see [`ReplicaWrite::from_path`].
+//! [`crate::Replicator::apply_replica`]; see [`ReplicaWrite::from_path`]. With a cluster
+//! secret, every call carries a fresh peer credential ([`PeerLink`]), without which the door
+//! refuses these calls.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +30,14 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::transport::{PeerTls, TlsConnector};
+use minitrue_auth::cluster::{PeerSigner, PEER_HEADER};
+
+/// Largest message a peer call sends or accepts, as the Flight door's limit: 64 MiB.
+pub const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Rows per record batch of a replica write (about 3 MiB), so that a write of any size
+/// travels, and is stored by the peer, one bounded message at a time.
+pub const REPLICA_BATCH_ROWS: usize = 65_536;
 
 /// The first two elements of a replica write's path descriptor.
 pub const REPLICA_WRITE_PATH: [&str; 2] = ["minitrue", "replica-write"];
@@ -148,32 +158,62 @@ pub fn batch_to_points(batch: &RecordBatch) -> Result<Vec<Point>, PeerError> {
     Ok(points)
 }
 
+/// How this node reaches its peers: over TLS or not, and the credential its calls carry.
+#[derive(Clone, Debug, Default)]
+pub struct PeerLink {
+    /// Calls go over TLS with this configuration (`--tls-cert`).
+    pub tls: Option<PeerTls>,
+    /// Signs every call with the cluster secret; `None` only with `--insecure-cluster`.
+    pub signer: Option<Arc<PeerSigner>>,
+}
+
 /// Flight clients to peers, one channel per address, made on first use.
 pub struct Peers {
     channels: Mutex<HashMap<SocketAddr, Channel>>,
     timeout: Duration,
-    tls: Option<PeerTls>,
+    link: PeerLink,
 }
 
 impl Peers {
-    /// Calls give up after `timeout` (connecting included); with `tls`, they go over TLS.
-    pub fn new(timeout: Duration, tls: Option<PeerTls>) -> Peers {
-        Peers { channels: Mutex::new(HashMap::new()), timeout, tls }
+    /// Calls give up after `timeout` (connecting included) and go as `link` says.
+    pub fn new(timeout: Duration, link: PeerLink) -> Peers {
+        Peers { channels: Mutex::new(HashMap::new()), timeout, link }
     }
 
     fn client(&self, address: SocketAddr) -> Result<FlightClient, PeerError> {
-        Ok(FlightClient::new(self.channel(address)?))
+        let inner = FlightServiceClient::new(self.channel(address)?)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+        let mut client = FlightClient::new_from_inner(inner);
+        if let Some(signer) = &self.link.signer {
+            client
+                .add_header(PEER_HEADER, &signer.credential())
+                .map_err(|e| PeerError::Call { address, message: e.to_string() })?;
+        }
+        Ok(client)
     }
 
-    /// A raw Flight client without tonic's 4 MiB message limit: fragment results and repair
-    /// answers can be larger.
-    fn unlimited_client(
+    /// `message` as a request carrying this node's peer credential.
+    fn signed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(signer) = &self.link.signer {
+            // The credential is base64url and digits: always a valid header value.
+            if let Ok(value) = signer.credential().parse() {
+                request.metadata_mut().insert(PEER_HEADER, value);
+            }
+        }
+        request
+    }
+
+    /// A raw Flight client with the Flight door's message limit rather than tonic's 4 MiB:
+    /// repair answers are one message of up to that size.
+    fn limited_client(
         &self,
         address: SocketAddr,
     ) -> Result<FlightServiceClient<Channel>, PeerError> {
         Ok(FlightServiceClient::new(self.channel(address)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
     }
 
     fn channel(&self, address: SocketAddr) -> Result<Channel, PeerError> {
@@ -181,13 +221,13 @@ impl Peers {
         let channel = match channels.get(&address) {
             Some(channel) => channel.clone(),
             None => {
-                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let scheme = if self.link.tls.is_some() { "https" } else { "http" };
                 let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                     .map_err(|e| PeerError::Call { address, message: e.to_string() })?
                     .connect_timeout(self.timeout)
                     .timeout(self.timeout)
                     .tcp_nodelay(true);
-                let channel = match &self.tls {
+                let channel = match &self.link.tls {
                     Some(tls) => endpoint
                         .connect_with_connector_lazy(TlsConnector::new(tls.clone(), address)),
                     None => endpoint.connect_lazy(),
@@ -208,15 +248,19 @@ impl Peers {
         series_tags: &[(SeriesKey, Tags)],
     ) -> Result<(), PeerError> {
         let call = |message: String| PeerError::Call { address, message };
-        let batch = points_to_batch(points).map_err(|e| call(e.to_string()))?;
+        let batches = points
+            .chunks(REPLICA_BATCH_ROWS)
+            .map(|chunk| points_to_batch(chunk).map_err(FlightError::from))
+            .collect::<Vec<_>>();
         let path = vec![
             REPLICA_WRITE_PATH[0].to_string(),
             REPLICA_WRITE_PATH[1].to_string(),
             encode_tags(series_tags),
         ];
         let data = FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(MAX_PEER_MESSAGE_BYTES / 2)
             .with_flight_descriptor(Some(FlightDescriptor::new_path(path)))
-            .build(futures::stream::iter([Ok::<_, FlightError>(batch)]));
+            .build(futures::stream::iter(batches));
         let mut client = self.client(address)?;
         let results = client.do_put(data).await.map_err(|e| call(e.to_string()))?;
         results.try_collect::<Vec<_>>().await.map_err(|e| call(e.to_string()))?;
@@ -248,10 +292,10 @@ impl Peers {
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, PeerError> {
         let call = |message: String| PeerError::Call { address, message };
-        let mut client = self.unlimited_client(address)?;
+        let mut client = self.limited_client(address)?;
         let action = arrow_flight::Action::new(kind, body);
         let results: Vec<arrow_flight::Result> = client
-            .do_action(action)
+            .do_action(self.signed(action))
             .await
             .map_err(|status| call(status.message().to_string()))?
             .into_inner()
@@ -272,13 +316,12 @@ impl Peers {
         address: SocketAddr,
         payload: &[u8],
     ) -> Result<FragmentBatches, tonic::Status> {
-        let mut client = self
-            .unlimited_client(address)
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client =
+            self.limited_client(address).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let mut ticket = Vec::with_capacity(FRAGMENT_TICKET_PREFIX.len() + payload.len());
         ticket.extend_from_slice(FRAGMENT_TICKET_PREFIX);
         ticket.extend_from_slice(payload);
-        let response = client.do_get(Ticket { ticket: ticket.into() }).await?;
+        let response = client.do_get(self.signed(Ticket { ticket: ticket.into() })).await?;
         let arrived = Arc::new(AtomicUsize::new(0));
         let counted = arrived.clone();
         let messages = response

@@ -16,10 +16,9 @@ use futures::{StreamExt, TryStreamExt};
 use minitrue_common::{ErrorKind, Metric, MetricsSource, TokenSet};
 use minitrue_query::{ClusterError, FragmentRunner, RemoteBatches, Share};
 
-use crate::peer::Peers;
+use crate::peer::{PeerLink, Peers};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
-use crate::transport::PeerTls;
 
 /// Reads across the cluster, as this node sees it now.
 pub struct ClusterReads {
@@ -43,13 +42,13 @@ struct ReadCounters {
 }
 
 impl ClusterReads {
-    /// Calls to peers give up connecting after `timeout`; with `tls`, they go over TLS.
+    /// Calls to peers give up connecting after `timeout` and go as `link` says.
     pub fn new(
         topology: TopologyWatch,
         timeout: std::time::Duration,
-        tls: Option<PeerTls>,
+        link: PeerLink,
     ) -> ClusterReads {
-        ClusterReads { topology, peers: Peers::new(timeout, tls), counters: Arc::default() }
+        ClusterReads { topology, peers: Peers::new(timeout, link), counters: Arc::default() }
     }
 
     /// The read counters, for `/metrics` and `system.metrics`.
@@ -222,6 +221,7 @@ mod tests {
                     }),
                     hints_for: Vec::new(),
                     mqtt_session: None,
+                    admitted_micros: 0,
                     alive: *alive,
                     local: *name == local,
                 },

@@ -41,10 +41,10 @@ use twox_hash::XxHash64;
 
 use crate::hints::{points_from_ipc, points_ipc};
 use crate::membership::{LocalKeys, NodeState};
+use crate::peer::PeerLink;
 use crate::peer::{PeerError, Peers};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
-use crate::transport::PeerTls;
 
 /// The Flight action that answers digests: its body a JSON [`DigestQuestion`], its result the
 /// JSON list of [`Digest`]s (one per range asked) or of [`Leaf`]s.
@@ -391,7 +391,7 @@ pub struct RepairConfig {
     pub retry: Duration,
     pub peer_timeout: Duration,
     /// TLS for calls to peers (when the cluster's Flight doors speak TLS).
-    pub peer_tls: Option<PeerTls>,
+    pub peer_link: PeerLink,
 }
 
 impl Default for RepairConfig {
@@ -401,7 +401,7 @@ impl Default for RepairConfig {
             settle: Duration::from_secs(3),
             retry: Duration::from_millis(500),
             peer_timeout: Duration::from_secs(30),
-            peer_tls: None,
+            peer_link: PeerLink::default(),
         }
     }
 }
@@ -452,7 +452,7 @@ impl Repairer {
         Arc::new(Repairer {
             topology,
             engine,
-            peers: Peers::new(config.peer_timeout, config.peer_tls.clone()),
+            peers: Peers::new(config.peer_timeout, config.peer_link.clone()),
             config,
             counters: Arc::default(),
         })

@@ -25,10 +25,10 @@ use tokio::sync::watch;
 
 use crate::hints::{HintError, HintStore, Missed};
 use crate::membership::LocalKeys;
+use crate::peer::PeerLink;
 use crate::peer::{PeerError, Peers, ReplicaWrite};
 use crate::ring::NodeId;
 use crate::topology::{Topology, TopologyWatch};
-use crate::transport::PeerTls;
 
 /// Why a write did not reach its quorum.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub struct ReplicationConfig {
     /// Hints for a node that is out of the ring (gone) are dropped once this old.
     pub max_hint_age: Duration,
     /// TLS for calls to peers (when the cluster's Flight doors speak TLS).
-    pub peer_tls: Option<PeerTls>,
+    pub peer_link: PeerLink,
 }
 
 impl Default for ReplicationConfig {
@@ -78,7 +78,7 @@ impl Default for ReplicationConfig {
             peer_timeout: Duration::from_secs(10),
             hint_interval: Duration::from_secs(1),
             max_hint_age: Duration::from_secs(15 * 60),
-            peer_tls: None,
+            peer_link: PeerLink::default(),
         }
     }
 }
@@ -129,7 +129,7 @@ impl Replicator {
         Arc::new(Replicator {
             topology,
             engine,
-            peers: Peers::new(config.peer_timeout, config.peer_tls.clone()),
+            peers: Peers::new(config.peer_timeout, config.peer_link.clone()),
             hints,
             config,
             counters: Arc::new(Counters::default()),

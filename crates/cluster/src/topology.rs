@@ -379,6 +379,7 @@ impl minitrue_query::ClusterInfo for TopologyWatch {
                     in_ring: status.in_ring,
                     down_seconds: status.down_for.map(|d| d.as_secs_f64()),
                     started_micros: i64::try_from(member.generation).unwrap_or(i64::MAX),
+                    admitted_micros: i64::try_from(member.admitted_micros).unwrap_or(i64::MAX),
                     gossip_address: member.gossip_address.to_string(),
                     http_address: address(|a| Some(a.http)),
                     postgres_address: address(|a| a.postgres),
@@ -421,6 +422,7 @@ mod tests {
             }),
             hints_for: Vec::new(),
             mqtt_session: None,
+            admitted_micros: 0,
             alive,
             local,
         }

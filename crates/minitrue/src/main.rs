@@ -1,6 +1,6 @@
 //! `minitrue`: the single binary: `serve` (a node), `publish` (the sensor side: simulator,
 //! serial port, CSV replay), `import` (CSV bulk load), `user` and `token` (credentials),
-//! `bench`.
+//! `cluster secret`, `bench`.
 
 mod bench;
 mod datasets;
@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         which: users::TokenCommand,
     },
+    /// The cluster's shared secret, which every node must hold to gossip and call the others.
+    Cluster {
+        #[command(subcommand)]
+        which: users::ClusterCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Command::Publish(args) => publish::run(*args),
         Command::User { which } => users::run_user(which),
         Command::Token { which } => users::run_token(which),
+        Command::Cluster { which } => users::run_cluster(which),
     }
 }

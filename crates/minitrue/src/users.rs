@@ -1,6 +1,7 @@
 //! `minitrue user …` and `minitrue token …`: the users and tokens of a node, kept in its data
 //! directory's credentials file (see `minitrue_auth::store`). A running node follows the file,
 //! so changes take effect without a restart. Every change is written to the audit log.
+//! `minitrue cluster secret` makes the secret the nodes of a cluster share.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -102,6 +103,23 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
             editor(&data)?.remove_user(&name)?;
             tracing::warn!(target: "audit", user = %name, "user removed");
             println!("user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Print a fresh random cluster secret: write it to a file only its node can read
+    /// (`chmod 600`) and give every node of the cluster that file (--cluster-secret-file) or
+    /// the value (MINITRUE_CLUSTER_SECRET).
+    Secret,
+}
+
+pub fn run_cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Secret => {
+            println!("{}", minitrue_auth::cluster::ClusterSecret::generate()?)
         }
     }
     Ok(())

@@ -76,6 +76,9 @@ pub struct NodeInfo {
     pub down_seconds: Option<f64>,
     /// When this run of the node started (µs since 1970): a restart changes it.
     pub started_micros: i64,
+    /// When the answering node admitted this run of it (µs since 1970): first heard of it,
+    /// which with a cluster secret means when it proved the secret.
+    pub admitted_micros: i64,
     pub gossip_address: String,
     pub http_address: Option<String>,
     pub postgres_address: Option<String>,
@@ -108,6 +111,11 @@ pub(crate) fn nodes_table(cluster: Arc<dyn ClusterInfo>) -> DfResult<Arc<Streami
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ),
+        Field::new(
+            "admitted",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("gossip_address", DataType::Utf8, false),
         Field::new("http_address", DataType::Utf8, true),
         Field::new("postgres_address", DataType::Utf8, true),
@@ -130,6 +138,12 @@ pub(crate) fn nodes_table(cluster: Arc<dyn ClusterInfo>) -> DfResult<Arc<Streami
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values(nodes.iter().map(|n| n.started_micros))
                     .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    nodes.iter().map(|n| n.admitted_micros),
+                )
+                .with_timezone("UTC"),
             ),
             text(|n| Some(&n.gossip_address)),
             text(|n| n.http_address.as_deref()),

@@ -73,7 +73,8 @@ use crate::stateless::Caller;
 use crate::tls_incoming::tls_incoming;
 use crate::DoorTls;
 
-use auth::{principal_of, Who};
+pub use auth::PeerCalls;
+use auth::{principal_of, require_peer, Who};
 use handle::{parameter_row, single_parameter_row, StatementHandle};
 
 /// Largest message a client may send (a DoPut batch, say): 64 MiB. Results are sent in
@@ -92,6 +93,9 @@ pub struct FlightState {
     pub metrics: MetricsRegistry,
     /// In a cluster: takes the other nodes' replica writes.
     pub replicas: Option<Arc<dyn ReplicaDoor>>,
+    /// Who may make the calls reserved for the cluster's nodes (replica writes and deletes,
+    /// repair, plan fragments).
+    pub peers: PeerCalls,
 }
 
 /// Replica writes from other nodes of the cluster arrive as a plain `DoPut` whose path
@@ -100,9 +104,16 @@ pub struct FlightState {
 pub trait ReplicaDoor: Send + Sync {
     /// Whether a `DoPut` with this path descriptor is a replica write.
     fn handles(&self, path: &[String]) -> bool;
-    /// Stores the uploaded batches; returns the rows stored. The error is given to the
-    /// sending node as `INVALID_ARGUMENT` when `invalid`, otherwise `UNAVAILABLE`.
-    async fn put(&self, path: &[String], batches: Vec<RecordBatch>) -> Result<u64, ReplicaError>;
+    /// Stores one uploaded batch of a replica write durably, the series' tags in `path` with
+    /// the `first`; returns the rows stored. Batches are stored as they arrive, so a replica
+    /// write is held one message at a time. The error is given to the sending node as
+    /// `INVALID_ARGUMENT` when `invalid`, otherwise `UNAVAILABLE`.
+    async fn put(
+        &self,
+        path: &[String],
+        batch: RecordBatch,
+        first: bool,
+    ) -> Result<u64, ReplicaError>;
     /// Whether a `DoAction` of this type is the cluster's (a delete sent to every node).
     fn handles_action(&self, kind: &str) -> bool;
     /// Carries out the action; its answer is the one result body.
@@ -133,12 +144,13 @@ pub async fn serve_flight(
             counters,
             replicas: state.replicas,
             gate: state.gate.clone(),
+            peers: state.peers.clone(),
         }),
     };
     let service = FlightServiceServer::new(door)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let service = InterceptedService::new(service, auth::interceptor(state.gate));
+    let service = InterceptedService::new(service, auth::interceptor(state.gate, state.peers));
     let router = tonic::transport::Server::builder().add_service(service);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let stopped = async move {
@@ -252,6 +264,7 @@ struct FlightSql {
     counters: Arc<FlightCounters>,
     replicas: Option<Arc<dyn ReplicaDoor>>,
     gate: Arc<Gatekeeper>,
+    peers: PeerCalls,
 }
 
 impl FlightSql {
@@ -598,6 +611,7 @@ impl FlightSqlService for FlightSql {
             principal_of(&request)?;
             return Err(Status::invalid_argument(format!("unknown action {:?}", action.r#type)));
         };
+        require_peer(&self.peers, &request)?;
         let answer = replicas.action(&action.r#type, &action.body).await.map_err(|error| {
             if error.invalid {
                 Status::invalid_argument(error.message)
@@ -620,15 +634,19 @@ impl FlightSqlService for FlightSql {
         };
         if let (Some(replicas), Some(path)) = (&self.replicas, &path) {
             if replicas.handles(path) {
-                let batches = uploaded_batches(request.into_inner())
-                    .try_collect()
-                    .await
-                    .map_err(|e| upload_status(e, "the replica batches"))?;
-                let rows =
-                    replicas.put(path, batches).await.map_err(|error| match error.invalid {
+                require_peer(&self.peers, &request)?;
+                let mut batches = uploaded_batches(request.into_inner());
+                let (mut rows, mut first) = (0, true);
+                while let Some(batch) = batches.next().await {
+                    let batch = batch.map_err(|e| upload_status(e, "the replica batches"))?;
+                    rows += replicas.put(path, batch, first).await.map_err(|error| match error
+                        .invalid
+                    {
                         true => Status::invalid_argument(error.message),
                         false => Status::unavailable(error.message),
                     })?;
+                    first = false;
+                }
                 let result =
                     PutResult { app_metadata: format!("{{\"rows_written\":{rows}}}").into() };
                 return Ok(Response::new(Box::pin(futures::stream::once(
@@ -822,6 +840,7 @@ impl FlightService for FlightDoor {
         let ticket = &request.get_ref().ticket;
         if let Some(payload) = ticket.strip_prefix(FRAGMENT_TICKET_PREFIX) {
             // Another node's query asks for this node's share.
+            self.sql.counters.count(require_peer(&self.sql.peers, &request))?;
             let answer = execute_fragment(&self.sql.ctx, payload)
                 .map_err(error_status)
                 .map(|batches| self.sql.send(batches));

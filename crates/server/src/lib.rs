@@ -13,7 +13,7 @@ mod pgwire;
 mod stateless;
 mod tls_incoming;
 
-pub use flight::{serve_flight, FlightState, ReplicaDoor, ReplicaError};
+pub use flight::{serve_flight, FlightState, PeerCalls, ReplicaDoor, ReplicaError};
 pub use http::{
     router as http_router, serve_http, Decommissioning, HttpState, LiveSource, NodeIdentity,
     DEFAULT_MAX_BODY_BYTES,

@@ -73,6 +73,12 @@ async fn serve_flight(engine: Arc<minitrue_storage::Engine>) -> anyhow::Result<u
         gate: super::query::open_gate()?,
         metrics: minitrue_common::MetricsRegistry::new(),
         replicas: None,
+        // No node calls this one: peer-only calls are refused (a key nobody else has).
+        peers: minitrue_server::PeerCalls::Verified(Arc::new(
+            minitrue_auth::cluster::PeerVerifier::new(
+                &minitrue_auth::cluster::ClusterSecret::ephemeral()?.keys("bench"),
+            ),
+        )),
     };
     tokio::spawn(async move {
         let shutdown = futures::future::pending::<()>();

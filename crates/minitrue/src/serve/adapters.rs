@@ -78,18 +78,18 @@ impl minitrue_server::ReplicaDoor for ReplicaReceiver {
     async fn put(
         &self,
         path: &[String],
-        batches: Vec<RecordBatch>,
+        batch: RecordBatch,
+        first: bool,
     ) -> Result<u64, minitrue_server::ReplicaError> {
         let invalid = |message: String| minitrue_server::ReplicaError { invalid: true, message };
-        let series_tags = match ReplicaWrite::from_path(path) {
-            Some(Ok(tags)) => tags,
-            Some(Err(error)) => return Err(invalid(error.to_string())),
-            None => return Err(invalid("not a replica write".to_string())),
+        // The tags travel once, with the first batch.
+        let series_tags = match (first, ReplicaWrite::from_path(path)) {
+            (_, None) => return Err(invalid("not a replica write".to_string())),
+            (true, Some(Ok(tags))) => tags,
+            (true, Some(Err(error))) => return Err(invalid(error.to_string())),
+            (false, Some(_)) => Vec::new(),
         };
-        let mut points = Vec::new();
-        for batch in &batches {
-            points.extend(batch_to_points(batch).map_err(|e| invalid(e.to_string()))?);
-        }
+        let points = batch_to_points(&batch).map_err(|e| invalid(e.to_string()))?;
         let rows = points.len() as u64;
         self.replicator.apply_replica(ReplicaWrite { points, series_tags }).await.map_err(
             |error| minitrue_server::ReplicaError { invalid: false, message: error.to_string() },

@@ -48,8 +48,14 @@ impl ClusterParts {
     ) -> anyhow::Result<ClusterParts> {
         let config = &node.config;
         let advertised = advertised_ip(config)?;
-        let (topology, membership, gossip_address) =
-            join_cluster(config, advertised, listeners.published(advertised)?).await?;
+        let (topology, membership, gossip_address) = join_cluster(
+            config,
+            advertised,
+            listeners.published(advertised)?,
+            node.gossip_key,
+            &node.metrics,
+        )
+        .await?;
         node.ready.insert("gossip".into(), gossip_address.to_string().into());
         let seeds = config.cluster.seeds();
         println!(
@@ -63,7 +69,7 @@ impl ClusterParts {
         let hints = minitrue_cluster::HintStore::open(config.storage.data_dir.join("hints"))
             .context("opening the hints directory")?;
         let replication =
-            ReplicationConfig { peer_tls: node.peer_tls.clone(), ..config.cluster.replication() };
+            ReplicationConfig { peer_link: node.peer_link.clone(), ..config.cluster.replication() };
         let replicator = Replicator::new(
             topology.clone(),
             node.engine.clone(),
@@ -76,7 +82,7 @@ impl ClusterParts {
         // Anti-entropy: the node is `recovering` until it has repaired with the nodes it
         // shares ranges with, then repairs after ring changes and every --repair-interval.
         let repair = minitrue_cluster::repair::RepairConfig {
-            peer_tls: node.peer_tls.clone(),
+            peer_link: node.peer_link.clone(),
             ..config.cluster.repair(settle_time(config))
         };
         let repairer =
@@ -143,6 +149,8 @@ pub(super) async fn join_cluster(
     config: &Settings,
     advertised: IpAddr,
     addresses: NodeAddresses,
+    gossip_key: Option<[u8; 32]>,
+    metrics: &minitrue_common::MetricsRegistry,
 ) -> anyhow::Result<(TopologyWatch, minitrue_cluster::Cluster, SocketAddr)> {
     let port = match config.network.gossip_port {
         0 => free_udp_port(config.network.listen)?,
@@ -155,6 +163,7 @@ pub(super) async fn join_cluster(
     membership.seeds = config.cluster.seeds();
     membership.cluster_id = config.cluster.cluster_id.clone();
     membership.gossip_interval = config.cluster.gossip_interval();
+    membership.gossip_key = gossip_key;
     // A starting node may lack what it missed while down: it answers for its ranges only
     // once repaired (see minitrue_cluster::repair).
     membership.state = NodeState::Recovering;
@@ -169,6 +178,7 @@ pub(super) async fn join_cluster(
     let membership = Membership::start(membership)
         .await
         .with_context(|| format!("starting gossip on udp {gossip_address}"))?;
+    metrics.register(Arc::new(membership.metrics()));
     let topology = TopologyConfig {
         replication_factor: config.cluster.replication_factor as usize,
         gone_after: config.cluster.dead_node_timeout(),

@@ -79,7 +79,7 @@ impl Node {
                 let reads = Arc::new(minitrue_cluster::ClusterReads::new(
                     cluster.topology.clone(),
                     config.cluster.peer_timeout.0,
-                    self.peer_tls.clone(),
+                    self.peer_link.clone(),
                 ));
                 self.metrics.register(reads.metrics());
                 let hooks = minitrue_query::ClusterHooks {
@@ -148,6 +148,7 @@ impl Node {
                     replicator: cluster.replicator.clone(),
                     repairer: cluster.repairer.clone(),
                 })),
+                peers: self.peer_calls.clone(),
             };
             self.tasks.push(spawn_door(
                 "flight",

@@ -105,7 +105,12 @@ pub(crate) struct Node {
     config: Settings,
     gate: Arc<minitrue_auth::Gatekeeper>,
     tls: Option<minitrue_server::DoorTls>,
-    peer_tls: Option<minitrue_cluster::PeerTls>,
+    /// How calls to peers go: over TLS or not, signed with the cluster secret.
+    peer_link: minitrue_cluster::PeerLink,
+    /// Who may make the calls reserved for the cluster's nodes on this node's Flight door.
+    peer_calls: minitrue_server::PeerCalls,
+    /// Seals gossip (from the cluster secret); `None` with --insecure-cluster.
+    gossip_key: Option<[u8; 32]>,
     /// TLS towards an external broker (empty for the embedded one).
     broker_tls: BrokerTls,
     engine: Arc<Engine>,
@@ -142,8 +147,22 @@ impl Node {
             crate::users::bootstrap(data_dir, path)?;
         }
         security::check_exposure(&config, &gate)?;
+        let cluster_keys = security::cluster_keys(&config)?;
         let tls = security::door_tls(&config)?;
-        let peer_tls = security::peer_tls(&config, tls.as_ref())?;
+        let peer_link = minitrue_cluster::PeerLink {
+            tls: security::peer_tls(&config, tls.as_ref())?,
+            signer: cluster_keys.as_ref().map(|keys| {
+                Arc::new(minitrue_auth::cluster::PeerSigner::new(keys, &config.node.node_id))
+            }),
+        };
+        let peer_calls = match &cluster_keys {
+            Some(keys) => {
+                let verifier = Arc::new(minitrue_auth::cluster::PeerVerifier::new(keys));
+                minitrue_server::PeerCalls::Verified(verifier)
+            }
+            None => minitrue_server::PeerCalls::Open,
+        };
+        let gossip_key = cluster_keys.map(|keys| keys.gossip);
         let broker_tls = security::broker_tls(&config)?;
         let engine_config = config.storage.engine_config(config.wal.options());
         if let minitrue_storage::SyncPolicy::Interval(window) = engine_config.wal.sync {
@@ -163,6 +182,9 @@ impl Node {
         let metrics = MetricsRegistry::new();
         metrics.register(engine.clone());
         metrics.register(Arc::new(gate.clone().metrics()));
+        if let minitrue_server::PeerCalls::Verified(verifier) = &peer_calls {
+            metrics.register(Arc::new(verifier.clone().metrics()));
+        }
         let parser =
             Arc::new(Parser::new(config.ingest.format()).context("the [ingest] settings")?);
         let (stop, stopping) = watch::channel(false);
@@ -172,7 +194,9 @@ impl Node {
             config,
             gate,
             tls,
-            peer_tls,
+            peer_link,
+            peer_calls,
+            gossip_key,
             broker_tls,
             engine,
             metrics,

@@ -1,6 +1,8 @@
 //! The node's locks, checked before anything listens: who may use it (an open node stays on
-//! loopback), TLS for its doors, for calls to its peers and towards an external broker.
+//! loopback), which nodes it trusts (the cluster secret), TLS for its doors, for calls to its
+//! peers and towards an external broker.
 
+use minitrue_auth::cluster::{ClusterKeys, ClusterSecret};
 use minitrue_ingest::client::BrokerTls;
 
 use crate::settings::Settings;
@@ -72,6 +74,54 @@ pub(super) fn peer_tls(
     };
     let client = tls.identity.peer_client_config(config.security.tls_ca.as_deref())?;
     Ok(Some(minitrue_cluster::PeerTls::new(client)))
+}
+
+/// The keys this node proves its membership with: from the cluster secret; from a secret of
+/// its own when it is alone on loopback (so that nothing can join it); none with
+/// --insecure-cluster. A node that joins others (--seeds) or listens beyond loopback without
+/// a secret is refused.
+pub(super) fn cluster_keys(config: &Settings) -> anyhow::Result<Option<ClusterKeys>> {
+    let cluster = &config.cluster;
+    if let Some(loaded) = &cluster.secret {
+        println!(
+            "cluster: gossip sealed and calls between nodes signed with the cluster secret from {}",
+            loaded.from
+        );
+        return Ok(Some(loaded.secret.keys(&cluster.cluster_id)));
+    }
+    let mut reasons: Vec<String> = Vec::new();
+    if !cluster.seeds().is_empty() {
+        reasons.push(format!("--seeds {}", cluster.seeds().join(",")));
+    }
+    for (flag, ip) in [
+        ("--listen", Some(config.network.listen)),
+        ("--flight-listen", Some(config.network.flight_listen())),
+        ("--advertise-address", config.network.advertise_address),
+    ] {
+        if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+            reasons.push(format!("{flag} {ip}"));
+        }
+    }
+    match (reasons.is_empty(), cluster.insecure_cluster) {
+        (_, true) => {
+            tracing::warn!(
+                "--insecure-cluster: gossip and calls between nodes are not authenticated; anyone \
+                 who reaches this node's gossip or Flight port can join the cluster, read and \
+                 change its data"
+            );
+            Ok(None)
+        }
+        (true, false) => Ok(Some(ClusterSecret::ephemeral()?.keys(&cluster.cluster_id))),
+        (false, false) => anyhow::bail!(
+            "{} lets other nodes reach this one, and it has no cluster secret: anything that \
+             reaches its gossip port could join the cluster and be sent its data. Make one \
+             secret for the cluster and give it to every node:\n  minitrue cluster secret > \
+             cluster.secret && chmod 600 cluster.secret\n  minitrue serve \
+             --cluster-secret-file cluster.secret …\n(or MINITRUE_CLUSTER_SECRET; \
+             --insecure-cluster runs without one)",
+            reasons.join(", ")
+        ),
+    }
 }
 
 /// Refuses to start a node that would be open beyond this machine: with no users, anyone who

@@ -1,9 +1,11 @@
 //! `[cluster]`: membership, replication and repair; maps onto the cluster crate's
 //! [`ReplicationConfig`] and [`RepairConfig`] (whose defaults are the defaults here).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use minitrue_auth::cluster::ClusterSecret;
 use minitrue_cluster::repair::RepairConfig;
 use minitrue_cluster::ReplicationConfig;
 use serde::Serialize;
@@ -61,9 +63,65 @@ pub struct ClusterSettings {
     #[arg(id = "cluster.hint_interval", long = "hint-interval", env = "MINITRUE_HINT_INTERVAL",
           default_value_t = Span(ReplicationConfig::default().hint_interval))]
     pub hint_interval: Span,
+    /// A file holding the cluster secret (`minitrue cluster secret` makes one; chmod 600):
+    /// only nodes holding it gossip, replicate, repair or run query fragments with this one.
+    /// The secret itself may come from MINITRUE_CLUSTER_SECRET instead.
+    #[arg(
+        id = "cluster.secret_file",
+        long = "cluster-secret-file",
+        env = "MINITRUE_CLUSTER_SECRET_FILE"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// Run without a cluster secret even with --seeds or beyond loopback: anyone who reaches
+    /// the gossip or Flight port can join the cluster, read and change its data (warned at
+    /// every start).
+    #[arg(id = "cluster.insecure_cluster", long = "insecure-cluster", env = "MINITRUE_INSECURE_CLUSTER",
+          num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure_cluster: bool,
+    /// The secret, once read ([`crate::settings::Settings::resolve`]); shown only as where it
+    /// came from.
+    #[arg(skip)]
+    #[serde(rename = "secret")]
+    pub secret: Option<LoadedSecret>,
+}
+
+/// The cluster secret and where it was read from.
+#[derive(Debug, Clone)]
+pub struct LoadedSecret {
+    pub secret: ClusterSecret,
+    pub from: String,
+}
+
+impl Serialize for LoadedSecret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("(set, from {})", self.from))
+    }
 }
 
 impl ClusterSettings {
+    /// Reads the cluster secret from --cluster-secret-file or MINITRUE_CLUSTER_SECRET (looked
+    /// up in `env`); giving both is refused, as one would silently lose.
+    pub fn load_secret(&mut self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let from_env = env("MINITRUE_CLUSTER_SECRET").filter(|text| !text.trim().is_empty());
+        self.secret = match (&self.secret_file, from_env) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both --cluster-secret-file and MINITRUE_CLUSTER_SECRET are given: keep one"
+            ),
+            (Some(path), None) => Some(LoadedSecret {
+                secret: ClusterSecret::read_file(path)?,
+                from: path.display().to_string(),
+            }),
+            (None, Some(text)) => Some(LoadedSecret {
+                secret: ClusterSecret::from_text(&text)
+                    .map_err(|error| anyhow::anyhow!("MINITRUE_CLUSTER_SECRET: {error}"))?,
+                from: "MINITRUE_CLUSTER_SECRET".to_string(),
+            }),
+            (None, None) => None,
+        };
+        Ok(())
+    }
+
     /// The seeds as given, without blanks.
     pub fn seeds(&self) -> Vec<String> {
         self.seeds.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(String::from).collect()
@@ -89,7 +147,7 @@ impl ClusterSettings {
             peer_timeout: self.peer_timeout.0,
             hint_interval: self.hint_interval.0,
             max_hint_age: self.dead_node_timeout(),
-            peer_tls: None,
+            peer_link: Default::default(),
         }
     }
 

@@ -11,7 +11,8 @@
 //! key names exactly one setting.
 //!
 //! `--print-config` prints the resolved settings by section as JSON; secrets never appear
-//! (the broker password is read from its file or the environment, shown masked).
+//! (the broker password and the cluster secret are read from their file or the environment;
+//! the printout says only where from).
 
 mod cluster;
 mod ingest;
@@ -80,10 +81,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Finishes what clap cannot: the broker login, from --broker-username with the password
+    /// Finishes what clap cannot: the cluster secret (see [`ClusterSettings::load_secret`]);
+    /// the broker login, from --broker-username with the password
     /// file or `MINITRUE_BROKER_PASSWORD` (looked up in `env`), or taken out of the broker
     /// URL, which is then printed without it.
     pub fn resolve(mut self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        self.cluster.load_secret(env)?;
         let mqtt = &mut self.mqtt;
         let mut url_login = None;
         if let Some(url) = &mqtt.broker {

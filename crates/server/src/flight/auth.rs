@@ -11,16 +11,31 @@
 //! Wrong credentials end the call at once with `UNAUTHENTICATED`. Right ones put the
 //! [`Principal`] into the call's extensions; the service then requires one for every client
 //! call ([`principal_of`]) and checks its role (SQL through the statement check, bulk writes
-//! need a writer). Calls between the nodes of a cluster (replica writes and deletes, repair,
-//! plan fragments) carry no user credentials and are not checked here.
+//! need a writer).
+//!
+//! Calls between the nodes of a cluster (replica writes and deletes, repair, hints, plan
+//! fragments) carry a peer credential instead, in the `minitrue-peer` header, checked here
+//! against the cluster secret ([`PeerCalls`]): a bad one ends the call with
+//! `UNAUTHENTICATED`, a good one puts the [`PeerCaller`] into the call's extensions, and the
+//! peer-only services require it ([`require_peer`]) whatever user credentials the call has.
 //!
 //! On a node without users every call gets the open principal.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use minitrue_auth::cluster::{PeerCaller, PeerVerifier, PEER_HEADER};
 use minitrue_auth::{parse_authorization, Credential, Door, Gatekeeper, Principal, Role};
 use tonic::{Request, Status};
+
+/// Who may make the calls reserved for the nodes of the cluster.
+#[derive(Clone)]
+pub enum PeerCalls {
+    /// Nodes holding the cluster secret: every call must carry a valid peer credential.
+    Verified(Arc<PeerVerifier>),
+    /// Anyone who reaches the door (`--insecure-cluster`).
+    Open,
+}
 
 /// Marks a call authenticated with a password, so a handshake answers a session token.
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +44,49 @@ pub(crate) struct PasswordLogin;
 /// The interceptor: authenticates the call's credentials, if any (see the module docs).
 pub(crate) fn interceptor(
     gate: Arc<Gatekeeper>,
+    peers: PeerCalls,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut request: Request<()>| {
+        authenticate_peer(&peers, &mut request)?;
         authenticate(&gate, &mut request)?;
         Ok(request)
     }
+}
+
+fn authenticate_peer(peers: &PeerCalls, request: &mut Request<()>) -> Result<(), Status> {
+    let PeerCalls::Verified(verifier) = peers else {
+        return Ok(());
+    };
+    let Some(value) = request.metadata().get(PEER_HEADER) else {
+        return Ok(());
+    };
+    match verifier.verify(Some(value.as_bytes())) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            Ok(())
+        }
+        Err(refusal) => {
+            tracing::warn!(peer = ?request.remote_addr(), %refusal, "peer call refused");
+            Err(Status::unauthenticated(refusal.to_string()))
+        }
+    }
+}
+
+/// `UNAUTHENTICATED` unless the call comes from a node of the cluster (or the cluster is
+/// open, `--insecure-cluster`). User credentials do not count, whatever their role.
+pub(crate) fn require_peer<T>(peers: &PeerCalls, request: &Request<T>) -> Result<(), Status> {
+    let PeerCalls::Verified(verifier) = peers else {
+        return Ok(());
+    };
+    if request.extensions().get::<PeerCaller>().is_some() {
+        return Ok(());
+    }
+    // Counted as a refusal for a missing credential.
+    let _ = verifier.verify(None);
+    tracing::warn!(peer = ?request.remote_addr(), "a call reserved for cluster nodes came without a peer credential");
+    Err(Status::unauthenticated(
+        "only nodes of the cluster may make this call: it needs a peer credential (the cluster secret)",
+    ))
 }
 
 fn authenticate(gate: &Gatekeeper, request: &mut Request<()>) -> Result<(), Status> {
@@ -109,7 +162,7 @@ mod tests {
         if let Some(value) = authorization {
             request.metadata_mut().insert("authorization", value.parse().unwrap());
         }
-        interceptor(gate.clone())(request)
+        interceptor(gate.clone(), PeerCalls::Open)(request)
     }
 
     #[test]
@@ -149,5 +202,40 @@ mod tests {
         ] {
             assert_eq!(call(&gate, Some(&bad)).unwrap_err().code(), tonic::Code::Unauthenticated);
         }
+    }
+
+    #[test]
+    fn peer_only_calls_need_a_peer_credential_not_a_user() {
+        use minitrue_auth::cluster::{ClusterSecret, PeerSigner};
+        let dir = tempfile::tempdir().unwrap();
+        let editor = CredentialsEditor::open(dir.path()).unwrap();
+        let token = editor.create_token("admin", Role::Admin).unwrap();
+        let gate = Gatekeeper::new(Credentials::open(dir.path()).unwrap());
+        let keys = ClusterSecret::from_text(&ClusterSecret::generate().unwrap()).unwrap().keys("c");
+        let peers = PeerCalls::Verified(Arc::new(PeerVerifier::new(&keys)));
+        let call = |headers: &[(&'static str, String)]| {
+            let mut request = Request::new(());
+            for (key, value) in headers {
+                request.metadata_mut().insert(*key, value.parse().unwrap());
+            }
+            interceptor(gate.clone(), peers.clone())(request)
+        };
+        let admin = call(&[("authorization", format!("Bearer {token}"))]).unwrap();
+        assert_eq!(require_peer(&peers, &admin).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert!(require_peer(&PeerCalls::Open, &admin).is_ok());
+
+        let signer = PeerSigner::new(&keys, "node2");
+        let credential = signer.credential();
+        let peer = call(&[(PEER_HEADER, credential.clone())]).unwrap();
+        require_peer(&peers, &peer).unwrap();
+        assert!(principal_of(&peer).is_err(), "a peer credential is no user");
+        let replayed = call(&[(PEER_HEADER, credential)]).unwrap_err();
+        assert_eq!(replayed.code(), tonic::Code::Unauthenticated);
+        let other = ClusterSecret::from_text(&ClusterSecret::generate().unwrap()).unwrap();
+        let forged = PeerSigner::new(&other.keys("c"), "node3").credential();
+        assert_eq!(
+            call(&[(PEER_HEADER, forged)]).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }
