@@ -66,17 +66,59 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
 
     let exe = std::env::current_exe().context("finding the minitrue binary")?;
     let rf = options.replication_factor.to_string();
-    let single = NodeProcess::start(&exe, &dir, "single", &["--replication-factor", &rf])?;
-    let first = NodeProcess::start(&exe, &dir, CLUSTER[0], &["--replication-factor", &rf])?;
-    let seeds = format!("127.0.0.1:{}", first.port("gossip")?);
-    let mut others = Vec::new();
-    for name in &CLUSTER[1..] {
-        let extra = ["--replication-factor", rf.as_str(), "--seeds", seeds.as_str()];
-        others.push(NodeProcess::start(&exe, &dir, name, &extra)?);
-    }
+    let secret = minitrue_auth::cluster::ClusterSecret::generate()?;
+    let single =
+        NodeProcess::start(&exe, &dir, "single", &["--replication-factor", &rf], Some(&secret))?;
     // B5's queries but (e′): turning the fast path off is a session setting of node1 only.
     let queries: Vec<query::Query> =
         query::queries(&shape).into_iter().filter(|q| q.server == "fast").collect();
+    // The cluster as deployed (a cluster secret: sealed gossip, signed peer calls), then the
+    // same data directories with --insecure-cluster, for the cost of authentication.
+    let client = {
+        let cluster = start_cluster(&exe, &dir, &rf, Some(&secret))?;
+        run_client(options, &single, &cluster[0], &queries)?
+    };
+    let insecure = {
+        let cluster = start_cluster(&exe, &dir, &rf, None)?;
+        run_client(options, &single, &cluster[0], &queries)?
+    };
+    let mut report = render(options, &shape, &queries, &client, &held, load_seconds);
+    report.push_str(&render_authentication(queries.as_slice(), &client, &insecure));
+    let differing: Vec<&str> =
+        client.queries.iter().filter(|q| !q.same).map(|q| q.name.as_str()).collect();
+    anyhow::ensure!(
+        differing.is_empty(),
+        "{report}\nthe cluster's rows differ from the single node's in ({})",
+        differing.join("), (")
+    );
+    Ok(report)
+}
+
+/// Starts the three nodes of the cluster on their data directories: with `secret` as their
+/// cluster secret, or with --insecure-cluster.
+fn start_cluster(
+    exe: &Path,
+    dir: &Path,
+    rf: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<Vec<NodeProcess>> {
+    let first = NodeProcess::start(exe, dir, CLUSTER[0], &["--replication-factor", rf], secret)?;
+    let seeds = format!("127.0.0.1:{}", first.port("gossip")?);
+    let mut nodes = vec![first];
+    for name in &CLUSTER[1..] {
+        let extra = ["--replication-factor", rf, "--seeds", seeds.as_str()];
+        nodes.push(NodeProcess::start(exe, dir, name, &extra, secret)?);
+    }
+    Ok(nodes)
+}
+
+/// Runs the Python client against the single node and `first`, the cluster's node1.
+fn run_client(
+    options: &Options,
+    single: &NodeProcess,
+    first: &NodeProcess,
+    queries: &[query::Query],
+) -> anyhow::Result<ClientReport> {
     let spec = serde_json::json!({
         "single": single.port("postgres")?,
         "cluster": first.port("postgres")?,
@@ -88,21 +130,12 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         })).collect::<Vec<_>>(),
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client: ClientReport = runtime.block_on(super::run_python_client(
+    runtime.block_on(super::run_python_client(
         &options.python,
         "B7",
         include_str!("cluster_client.py"),
         spec,
-    ))?;
-    let report = render(options, &shape, &queries, &client, &held, load_seconds);
-    let differing: Vec<&str> =
-        client.queries.iter().filter(|q| !q.same).map(|q| q.name.as_str()).collect();
-    anyhow::ensure!(
-        differing.is_empty(),
-        "{report}\nthe cluster's rows differ from the single node's in ({})",
-        differing.join("), (")
-    );
-    Ok(report)
+    ))
 }
 
 /// Writes the points into `dir/single` (all of them) and `dir/node<N>` (the series the ring
@@ -179,7 +212,14 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    fn start(exe: &Path, dir: &Path, name: &str, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+    /// Starts node `name` with `secret` as its cluster secret, or with --insecure-cluster.
+    fn start(
+        exe: &Path,
+        dir: &Path,
+        name: &str,
+        extra: &[&str],
+        secret: Option<&str>,
+    ) -> anyhow::Result<NodeProcess> {
         let work = dir.join(name);
         let ready = work.join("ready.json");
         let _ = std::fs::remove_file(&ready);
@@ -195,9 +235,15 @@ impl NodeProcess {
             .args(["--pg-port", "0", "--http-port", "0", "--flight-port", "0"])
             .args(["--gossip-port", "0"])
             .args(extra)
+            .env_remove("MINITRUE_CLUSTER_SECRET")
+            .env_remove("MINITRUE_CLUSTER_SECRET_FILE")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        match secret {
+            Some(secret) => command.env("MINITRUE_CLUSTER_SECRET", secret),
+            None => command.arg("--insecure-cluster"),
+        };
         let child = command.spawn().with_context(|| format!("starting {}", exe.display()))?;
         let mut node = NodeProcess { child, ports: BTreeMap::new() };
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -280,5 +326,37 @@ fn render(
             if result.same { "yes" } else { "**no**" },
         );
     }
+    out
+}
+
+/// The cost of authentication between the nodes: the same queries on the same cluster with a
+/// cluster secret and with --insecure-cluster (p50 of the 3-node runs).
+fn render_authentication(
+    queries: &[query::Query],
+    secured: &ClientReport,
+    insecure: &ClientReport,
+) -> String {
+    let mut out = String::from(
+        "\nWith the cluster secret (sealed gossip, a signed credential on every peer call) \
+         against the same cluster restarted with --insecure-cluster, same data, same client:\n\n\
+         | query | secret p50 ms | insecure p50 ms | secret ÷ insecure |\n|---|---:|---:|---:|\n",
+    );
+    let mut ratios = Vec::new();
+    for (with, without) in secured.queries.iter().zip(&insecure.queries) {
+        let (with_p50, without_p50) = (
+            query::percentile(&with.cluster_ms, 50.0),
+            query::percentile(&without.cluster_ms, 50.0),
+        );
+        ratios.push(with_p50 / without_p50);
+        let _ = writeln!(
+            out,
+            "| ({}) {} | {with_p50:.2} | {without_p50:.2} | {:.2} |",
+            with.name,
+            query::description_of(queries, &with.name),
+            with_p50 / without_p50
+        );
+    }
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+    let _ = writeln!(out, "\nWorst ratio: {worst:.2}× (target ≤ 1.10×).");
     out
 }

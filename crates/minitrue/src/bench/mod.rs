@@ -3,6 +3,7 @@
 
 mod auth;
 mod cluster;
+mod gossip;
 mod ingest;
 mod query;
 mod storage;
@@ -105,6 +106,15 @@ pub enum BenchCommand {
     /// B5 (b) over pgwire with TLS and SCRAM against plaintext without authentication, and
     /// the cost of setting a connection up.
     Auth(ClientBenchArgs),
+    /// Gossip convergence of 3 and 10 local nodes, sealed with a cluster secret and plain.
+    Gossip {
+        /// Rounds per cluster size and mode.
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// Also write the report (markdown) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The arguments of the benchmarks that load B5's points and drive them from a Python client.
@@ -189,6 +199,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Auth(a) => {
             report(auth::run(a.scale, &a.python, a.keep_dir.as_deref())?, a.out)
         }
+        BenchCommand::Gossip { rounds, out } => report(gossip::run(rounds.max(1))?, out),
     }
 }
 
