@@ -3,7 +3,8 @@ against node1 of a 3-node cluster, in one process; counts the bytes node1 receiv
 peers; checks both answered the same rows. Prints the results as JSON.
 
 Input (stdin, JSON): {"single": port, "cluster": port, "metrics": node1's /metrics URL,
-"nodes": n, "warmup": n, "queries": [{"name", "sql", "iterations"}]}
+"active": {port: nodes, ...} (waited for before timing), "warmup": n, "queries": [{"name",
+"sql", "iterations"}]}. Runs against the two alternate, so both see the same machine.
 Output (stdout, JSON): {"waited_s", "queries": [{"name", "single_ms": [...], "cluster_ms":
 [...], "rows", "same", "bytes_per_query", "fragments_per_query"}]}
 """
@@ -28,20 +29,25 @@ def metric(url, name):
     return 0.0
 
 
-def timed(connection, sql, iterations, warmup):
-    def run():
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.fetchall()
+def run(connection, sql):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
 
+
+def timed_pair(first, second, sql, iterations, warmup):
+    """Milliseconds of each run of `sql` on `first` and on `second`, alternating which goes
+    first; and the rows each answered."""
     for _ in range(warmup):
-        run()
-    samples, rows = [], None
-    for _ in range(iterations):
-        start = time.perf_counter()
-        rows = run()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return samples, rows
+        run(first, sql)
+        run(second, sql)
+    samples, rows = ([], []), [None, None]
+    for i in range(iterations):
+        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            rows[side] = run((first, second)[side], sql)
+            samples[side].append((time.perf_counter() - start) * 1000.0)
+    return samples[0], rows[0], samples[1], rows[1]
 
 
 def same_value(a, b):
@@ -62,22 +68,24 @@ def main():
     spec = json.load(sys.stdin)
     single, cluster = connect(spec["single"]), connect(spec["cluster"])
     started = time.time()
-    while True:
-        with cluster.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM system.nodes WHERE alive AND state = 'active'")
-            if cursor.fetchone()[0] == spec["nodes"]:
-                break
-        if time.time() - started > 1800:
-            sys.exit("the cluster did not turn active within 30 minutes")
-        time.sleep(0.5)
+    for port, nodes in spec["active"].items():
+        with connect(int(port)) as connection:
+            while True:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM system.nodes WHERE alive AND state = 'active'")
+                    if cursor.fetchone()[0] == nodes:
+                        break
+                if time.time() - started > 1800:
+                    sys.exit(f"the nodes behind port {port} did not turn active within 30 minutes")
+                time.sleep(0.5)
     waited = time.time() - started
     out = []
     for query in spec["queries"]:
         warmup = spec["warmup"] if query["iterations"] > 3 else 1
-        single_ms, single_rows = timed(single, query["sql"], query["iterations"], warmup)
         before = metric(spec["metrics"], "minitrue_cluster_fragment_bytes_received_total")
         fragments = metric(spec["metrics"], "minitrue_cluster_fragments_sent_total")
-        cluster_ms, cluster_rows = timed(cluster, query["sql"], query["iterations"], warmup)
+        single_ms, single_rows, cluster_ms, cluster_rows = timed_pair(
+            single, cluster, query["sql"], query["iterations"], warmup)
         runs = warmup + query["iterations"]
         received = metric(spec["metrics"], "minitrue_cluster_fragment_bytes_received_total") - before
         fragments = metric(spec["metrics"], "minitrue_cluster_fragments_sent_total") - fragments
