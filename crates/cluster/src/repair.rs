@@ -333,9 +333,9 @@ pub fn reconcile(mine: &[Point], theirs: &[Point]) -> (Vec<Point>, Vec<Point>) {
     (to_mine, to_theirs)
 }
 
-/// Answers a peer's repair actions from this node's engine; a digest asked on another ring
-/// than `ring` is refused.
-async fn answer(
+/// Answers a peer's repair actions from `engine`; a digest asked on another ring than `ring`
+/// is refused. (What [`Repairer::answer`] runs; public for the fuzz target.)
+pub async fn answer_from(
     engine: &Engine,
     ring: u64,
     kind: &str,
@@ -462,7 +462,7 @@ impl Repairer {
     /// [`REPAIR_POINTS_ACTION`]) from this node's engine.
     pub async fn answer(&self, kind: &str, body: &[u8]) -> Result<Vec<u8>, RepairError> {
         let ring = self.topology.current().ring.fingerprint();
-        answer(&self.engine, ring, kind, body).await
+        answer_from(&self.engine, ring, kind, body).await
     }
 
     /// The ring ranges `local` and `peer` both own.
