@@ -24,7 +24,7 @@ import psycopg
 import pyarrow.flight as flight
 import pytest
 
-from mqttnode import node
+from mqttnode import CLUSTER_SECRET, node
 from pgnode import MINITRUE_BIN, psql, start_then_stop, wait_until
 
 ADMIN = ("root", "admin-pass-1")
@@ -409,8 +409,13 @@ def test_pages_of_other_origins_are_refused(open_node):
 
 def test_a_node_beyond_loopback_without_users_refuses_to_start(tmp_path):
     data = tmp_path / "data"
+    # Beyond loopback a node also needs its cluster's secret (tests/python/test_cluster_trust.py).
+    secret = tmp_path / "cluster.secret"
+    secret.write_text(CLUSTER_SECRET)
+    secret.chmod(0o600)
     args = [MINITRUE_BIN, "serve", "--data-dir", str(data), "--listen", "0.0.0.0", "--advertise-address", "127.0.0.1",
-            "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0"]
+            "--pg-port", "0", "--http-port", "0", "--mqtt-port", "0", "--flight-port", "0", "--gossip-port", "0",
+            "--cluster-secret-file", str(secret)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "minitrue user add admin --role admin" in out.stderr, out.stderr
