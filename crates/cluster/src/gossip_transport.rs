@@ -49,16 +49,27 @@ impl GossipCounters {
     /// The counters as metrics.
     pub fn collect(&self, out: &mut Vec<Metric>) {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        out.push(Metric::counter(
-            "minitrue_gossip_packets_sent_total",
-            "sealed gossip packets sent",
-            load(&self.sent),
-        ));
-        out.push(Metric::counter(
-            "minitrue_gossip_packets_received_total",
-            "gossip packets received that opened with the cluster's key and were fresh",
-            load(&self.received),
-        ));
+        let plain = [
+            ("minitrue_gossip_packets_sent_total", "sealed gossip packets sent", &self.sent),
+            (
+                "minitrue_gossip_packets_received_total",
+                "gossip packets received that opened with the cluster's key and were fresh",
+                &self.received,
+            ),
+            (
+                "minitrue_gossip_packets_unparsable_total",
+                "sealed gossip packets that opened but held no message chitchat understands",
+                &self.unparsable,
+            ),
+            (
+                "minitrue_gossip_packets_oversized_total",
+                "gossip messages not sent: larger than a datagram once sealed",
+                &self.oversized,
+            ),
+        ];
+        for (name, help, counter) in plain {
+            out.push(Metric::counter(name, help, load(counter)));
+        }
         for (refusal, counter) in Refusal::ALL.iter().zip(&self.refused) {
             out.push(
                 Metric::counter(
@@ -69,16 +80,6 @@ impl GossipCounters {
                 .with_label("reason", refusal.as_str()),
             );
         }
-        out.push(Metric::counter(
-            "minitrue_gossip_packets_unparsable_total",
-            "sealed gossip packets that opened but held no message chitchat understands",
-            load(&self.unparsable),
-        ));
-        out.push(Metric::counter(
-            "minitrue_gossip_packets_oversized_total",
-            "gossip messages not sent: larger than a datagram once sealed",
-            load(&self.oversized),
-        ));
     }
 }
 
