@@ -82,12 +82,14 @@ impl minitrue_server::ReplicaDoor for ReplicaReceiver {
         first: bool,
     ) -> Result<u64, minitrue_server::ReplicaError> {
         let invalid = |message: String| minitrue_server::ReplicaError { invalid: true, message };
-        // The tags travel once, with the first batch.
-        let series_tags = match (first, ReplicaWrite::from_path(path)) {
-            (_, None) => return Err(invalid("not a replica write".to_string())),
-            (true, Some(Ok(tags))) => tags,
-            (true, Some(Err(error))) => return Err(invalid(error.to_string())),
-            (false, Some(_)) => Vec::new(),
+        // The tags travel once, with the first batch; the door has checked the path.
+        let series_tags = match first {
+            false => Vec::new(),
+            true => match ReplicaWrite::from_path(path) {
+                Some(Ok(tags)) => tags,
+                Some(Err(error)) => return Err(invalid(error.to_string())),
+                None => return Err(invalid("not a replica write".to_string())),
+            },
         };
         let points = batch_to_points(&batch).map_err(|e| invalid(e.to_string()))?;
         let rows = points.len() as u64;
