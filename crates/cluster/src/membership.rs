@@ -235,10 +235,7 @@ impl Membership {
         if address.ip().is_unspecified() || address.port() == 0 {
             return Err(MembershipError::Unadvertisable(address));
         }
-        let generation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|since| since.as_micros() as u64)
-            .unwrap_or_default();
+        let generation = micros_since_epoch();
         let local = ChitchatId::new(config.node_id.as_str(), generation, address);
         let chitchat_config = ChitchatConfig {
             chitchat_id: local.clone(),
@@ -277,10 +274,12 @@ impl Membership {
                 keys.push((key.to_string(), address.to_string()));
             }
         }
-        let counters = config.gossip_key.map(|_| Arc::new(GossipCounters::default()));
-        let transport: Box<dyn Transport> = match (config.gossip_key, &counters) {
-            (Some(key), Some(counters)) => Box::new(SealedUdpTransport::new(key, counters.clone())),
-            _ => Box::new(UdpTransport),
+        let (transport, counters): (Box<dyn Transport>, _) = match config.gossip_key {
+            Some(key) => {
+                let counters = Arc::new(GossipCounters::default());
+                (Box::new(SealedUdpTransport::new(key, counters.clone())), Some(counters))
+            }
+            None => (Box::new(UdpTransport), None),
         };
         let handle = spawn_chitchat(chitchat_config, keys, transport.as_ref())
             .await
@@ -322,14 +321,11 @@ impl Membership {
         let mut newest: BTreeMap<&str, Member> = BTreeMap::new();
         let mut admitted = self.admitted.lock();
         let mut heard = std::collections::HashSet::new();
-        let now_micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|since| since.as_micros() as u64)
-            .unwrap_or_default();
+        let now_micros = micros_since_epoch();
         for (id, state) in chitchat.node_states() {
-            let admitted_micros =
-                *admitted.entry((id.node_id.to_string(), id.generation_id)).or_insert(now_micros);
-            heard.insert((id.node_id.to_string(), id.generation_id));
+            let key = (id.node_id.to_string(), id.generation_id);
+            let admitted_micros = *admitted.entry(key.clone()).or_insert(now_micros);
+            heard.insert(key);
             let member = Member {
                 id: NodeId::new(&*id.node_id),
                 generation: id.generation_id,
@@ -412,6 +408,11 @@ impl MembershipChanges {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Now, in µs since 1970 (a generation, an admission time).
+fn micros_since_epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_micros() as u64).unwrap_or(0)
 }
 
 /// The addresses a node published; `None` until its HTTP address (always published) arrives.

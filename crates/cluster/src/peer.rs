@@ -181,10 +181,7 @@ impl Peers {
     }
 
     fn client(&self, address: SocketAddr) -> Result<FlightClient, PeerError> {
-        let inner = FlightServiceClient::new(self.channel(address)?)
-            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-        let mut client = FlightClient::new_from_inner(inner);
+        let mut client = FlightClient::new_from_inner(self.limited_client(address)?);
         if let Some(signer) = &self.link.signer {
             client
                 .add_header(PEER_HEADER, &signer.credential())
@@ -205,8 +202,8 @@ impl Peers {
         request
     }
 
-    /// A raw Flight client with the Flight door's message limit rather than tonic's 4 MiB:
-    /// repair answers are one message of up to that size.
+    /// A raw Flight client with the Flight door's message limit rather than tonic's 4 MiB
+    /// (repair answers are one message of up to that size); every peer client is one.
     fn limited_client(
         &self,
         address: SocketAddr,

@@ -186,6 +186,14 @@ pub async fn serve_flight(
     }
 }
 
+/// What the sending node is told of a refused replica write or cluster action.
+fn replica_status(error: ReplicaError) -> Status {
+    match error.invalid {
+        true => Status::invalid_argument(error.message),
+        false => Status::unavailable(error.message),
+    }
+}
+
 /// The one place query errors become gRPC statuses.
 pub(crate) fn query_status(error: DataFusionError) -> Status {
     error_status(QueryError::from(error))
@@ -612,13 +620,7 @@ impl FlightSqlService for FlightSql {
             return Err(Status::invalid_argument(format!("unknown action {:?}", action.r#type)));
         };
         require_peer(&self.peers, &request)?;
-        let answer = replicas.action(&action.r#type, &action.body).await.map_err(|error| {
-            if error.invalid {
-                Status::invalid_argument(error.message)
-            } else {
-                Status::unavailable(error.message)
-            }
-        })?;
+        let answer = replicas.action(&action.r#type, &action.body).await.map_err(replica_status)?;
         let result = arrow_flight::Result { body: answer.into() };
         Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
     }
@@ -639,12 +641,7 @@ impl FlightSqlService for FlightSql {
                 let (mut rows, mut first) = (0, true);
                 while let Some(batch) = batches.next().await {
                     let batch = batch.map_err(|e| upload_status(e, "the replica batches"))?;
-                    rows += replicas.put(path, batch, first).await.map_err(|error| match error
-                        .invalid
-                    {
-                        true => Status::invalid_argument(error.message),
-                        false => Status::unavailable(error.message),
-                    })?;
+                    rows += replicas.put(path, batch, first).await.map_err(replica_status)?;
                     first = false;
                 }
                 let result =

@@ -53,8 +53,10 @@ fn summary(times: &mut [f64]) -> (f64, f64, f64) {
 
 /// Milliseconds until `nodes` fresh nodes all see each other serving.
 async fn converge(nodes: usize, key: Option<[u8; 32]>) -> anyhow::Result<f64> {
-    let addresses: Vec<SocketAddr> =
-        (0..nodes).map(|_| free_udp_port()).collect::<Result<_, _>>()?;
+    let loopback = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
+    let addresses: Vec<SocketAddr> = (0..nodes)
+        .map(|_| crate::serve::free_udp_port(loopback).map(|port| SocketAddr::new(loopback, port)))
+        .collect::<Result<_, _>>()?;
     let started = Instant::now();
     let mut members = Vec::new();
     for (index, address) in addresses.iter().enumerate() {
@@ -91,8 +93,4 @@ async fn converge(nodes: usize, key: Option<[u8; 32]>) -> anyhow::Result<f64> {
         membership.stop().await;
     }
     Ok(elapsed)
-}
-
-fn free_udp_port() -> std::io::Result<SocketAddr> {
-    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
 }

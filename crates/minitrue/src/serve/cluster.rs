@@ -197,7 +197,7 @@ pub(super) fn settle_time(config: &Settings) -> Duration {
 }
 
 /// A UDP port free right now on `ip` (gossip binds it a moment later; `--gossip-port 0`).
-pub(super) fn free_udp_port(ip: IpAddr) -> anyhow::Result<u16> {
+pub(crate) fn free_udp_port(ip: IpAddr) -> anyhow::Result<u16> {
     let socket = std::net::UdpSocket::bind((ip, 0)).context("finding a free gossip port")?;
     Ok(socket.local_addr()?.port())
 }

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub(crate) use adapters::EngineSink;
+pub(crate) use cluster::free_udp_port;
 use cluster::ClusterParts;
 use doors::Listeners;
 

@@ -93,15 +93,11 @@ pub(super) fn cluster_keys(config: &Settings) -> anyhow::Result<Option<ClusterKe
     if !cluster.seeds().is_empty() {
         reasons.push(format!("--seeds {}", cluster.seeds().join(",")));
     }
-    for (flag, ip) in [
+    reasons.extend(beyond_loopback(&[
         ("--listen", Some(config.network.listen)),
         ("--flight-listen", Some(config.network.flight_listen())),
         ("--advertise-address", config.network.advertise_address),
-    ] {
-        if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
-            reasons.push(format!("{flag} {ip}"));
-        }
-    }
+    ]));
     match (reasons.is_empty(), cluster.insecure_cluster) {
         (_, true) => {
             tracing::warn!(
@@ -142,18 +138,13 @@ pub(super) fn check_exposure(
         );
         return Ok(());
     }
-    let doors = [
-        ("--listen", config.network.listen),
-        ("--pg-listen", config.network.pg_listen()),
-        ("--http-listen", config.network.http_listen()),
-        ("--flight-listen", config.network.flight_listen()),
-        ("--mqtt-listen", config.network.mqtt_listen()),
-    ];
-    let exposed: Vec<String> = doors
-        .iter()
-        .filter(|(_, ip)| !ip.is_loopback())
-        .map(|(flag, ip)| format!("{flag} {ip}"))
-        .collect();
+    let exposed = beyond_loopback(&[
+        ("--listen", Some(config.network.listen)),
+        ("--pg-listen", Some(config.network.pg_listen())),
+        ("--http-listen", Some(config.network.http_listen())),
+        ("--flight-listen", Some(config.network.flight_listen())),
+        ("--mqtt-listen", Some(config.network.mqtt_listen())),
+    ]);
     match (exposed.is_empty(), config.security.insecure_no_auth) {
         (true, _) => println!(
             "auth: no users yet, so every client on this machine may do everything (listening on \
@@ -172,4 +163,12 @@ pub(super) fn check_exposure(
         ),
     }
     Ok(())
+}
+
+/// `--flag ip` for each address given that is not loopback: what exposes the node.
+fn beyond_loopback(addresses: &[(&str, Option<std::net::IpAddr>)]) -> Vec<String> {
+    addresses
+        .iter()
+        .filter_map(|(flag, ip)| ip.filter(|ip| !ip.is_loopback()).map(|ip| format!("{flag} {ip}")))
+        .collect()
 }
